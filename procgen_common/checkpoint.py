@@ -1,0 +1,83 @@
+"""Checkpoint files: plain tensors and plain data, written atomically, loaded without running code.
+
+A checkpoint is a dict saved with ``torch.save`` whose values are tensors, numbers, strings,
+lists and dicts only, so ``torch.load(path, weights_only=True)`` can read it: loading a file
+from someone else never executes code. Every write goes to a temporary file in the same folder
+and is then renamed over the target, so a kill leaves either the old file or the new one.
+
+Keys every checkpoint of the suite has:
+
+- ``format``: ``FORMAT``; ``version``: ``VERSION``
+- ``algo``: which agent class reads ``model`` (``ppo`` here; later agents add their own)
+- ``step``: environment steps trained; ``mean_return``: mean training return at that time
+- ``config``: the run's resolved config as a plain dict
+- ``model``: the network's ``state_dict``
+
+Resumable ("latest") checkpoints add ``optimizer``, ``rng`` and algorithm state.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "procgen-trex-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is missing, corrupt or not a checkpoint of this suite."""
+
+
+def _atomic_write(path: str | Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never half."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Text version of ``atomic_write_bytes``."""
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Atomically save a checkpoint dict (``format`` and ``version`` are added)."""
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    _atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``), or raise CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint of this suite ({first[:120]})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint of this suite (no '{FORMAT}' format tag)")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this suite reads {VERSION}")
+    return data

@@ -1,0 +1,57 @@
+"""Command-line plumbing shared by every entry point.
+
+``config_parser`` builds the ``-c CONFIG [key=value ...]`` interface whose ``--help`` lists every
+config key with its type, default and docstring. ``main_guard`` turns the errors a user can cause
+(bad config, missing or corrupt file, bad value) into one line on stderr and exit status 2,
+with no traceback; genuine bugs still show theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from collections.abc import Callable
+
+from procgen_common.checkpoint import CheckpointError
+from procgen_common.config import ConfigError, describe
+
+
+class UserError(ValueError):
+    """A problem with what the user asked for (path, option, data), reported as one line."""
+
+
+USER_ERRORS = (ConfigError, CheckpointError, UserError)
+
+
+def main_guard(fn: Callable[..., int | None]) -> Callable[..., int | None]:
+    """Run an entry point, reporting user errors as ``error: ...`` and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper
+
+
+def config_parser(prog: str, description: str, config_cls: type, example: str) -> argparse.ArgumentParser:
+    """``prog -c CONFIG [key=value ...]`` with every config key documented in --help."""
+    keys = "\n".join(describe(config_cls))
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"example:\n  {example}\n\nconfig keys (set in the YAML file or as key=value):{keys}",
+    )
+    parser.add_argument(
+        "-c", "--config", metavar="CONFIG", help="YAML preset (e.g. configs/cpu.yaml); omitted keys take defaults"
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. env.game=coinrun")
+    return parser

@@ -1,0 +1,275 @@
+"""Typed configuration: dataclasses filled from a YAML preset and dotted ``key=value`` overrides.
+
+Every entry point describes its settings as nested dataclasses with a docstring under each field.
+``load_config`` reads a YAML file, applies command-line overrides such as ``env.game=coinrun``,
+and checks every key, type and range before any work starts. Problems raise ``ConfigError``
+naming the key, the file and what is allowed; ``procgen_common.cli`` turns that into one line
+on stderr and exit status 2.
+
+Ranges and choices are declared on the field (``bounded(...)`` and ``Literal``), so one checker
+validates every config in the suite; checks that involve several fields live in a dataclass's
+``validate()`` method.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import inspect
+import textwrap
+import types
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad configuration: the message names the key, where it came from and what is allowed."""
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False):
+    """A dataclass field whose numeric value must lie in ``[low, high]`` (``(low, high]`` if low_open)."""
+    return dataclasses.field(default=default, metadata={"range": (low, high, low_open)})
+
+
+def closest(name: str, allowed: typing.Iterable[str]) -> str:
+    """' (did you mean X?)' for the closest allowed name, or ''."""
+    match = difflib.get_close_matches(name, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a dataclass (read from its source)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body
+        for node, after in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return f"list of {_type_name(item)}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({where})")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(str(a) for a in typing.get_args(tp))
+            raise ConfigError(
+                f"{key}: {value!r} is not allowed; choose one of {choices}"
+                f"{closest(str(value), map(str, typing.get_args(tp)))} ({where})"
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key, where)
+            except ConfigError:
+                pass
+        raise bad
+    if origin is list:
+        if not isinstance(value, list):
+            raise bad
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def _check_range(value: Any, spec: tuple, key: str, where: str) -> None:
+    low, high, low_open = spec
+    if value is None:
+        return
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        if high is None:
+            allowed = f"> {low}" if low_open else f">= {low}"
+        elif low is None:
+            allowed = f"<= {high}"
+        else:
+            allowed = f"in {'(' if low_open else '['}{low}, {high}]"
+        raise ConfigError(f"{key}: {value!r} is out of range; allowed {allowed} ({where})")
+
+
+def from_dict(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a nested mapping, checking keys, types and ranges."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r} ({where})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            allowed = ", ".join(fields)
+            raise ConfigError(
+                f"unknown key '{prefix}{key}'{closest(str(key), fields)} ({where}); "
+                f"allowed under {prefix.rstrip('.') or 'the top level'}: {allowed}"
+            )
+    kwargs = {}
+    for name, fld in fields.items():
+        if name not in data:
+            continue
+        key = prefix + name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = from_dict(tp, data[name] if data[name] is not None else {}, where, key + ".")
+            continue
+        value = _convert(data[name], tp, key, where)
+        if "range" in fld.metadata:
+            _check_range(value, fld.metadata["range"], key, where)
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    return obj
+
+
+def validate(obj: Any, where: str, prefix: str = "") -> None:
+    """Run every nested ``validate()`` method, re-raising its ValueError as a ConfigError.
+
+    A ``validate()`` raises ``ValueError("field: what is wrong; what is allowed")`` with the
+    field name relative to its own dataclass; the section prefix is added here.
+    """
+    for fld in dataclasses.fields(obj):
+        value = getattr(obj, fld.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, where, prefix + fld.name + ".")
+    if hasattr(obj, "validate"):
+        try:
+            obj.validate()
+        except ValueError as err:
+            raise ConfigError(f"{prefix}{err} ({where})") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'env.game=coinrun'`` -> (['env', 'game'], 'coinrun'); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. env.game=coinrun")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key; write e.g. train.seed=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, with one-line errors for a missing file or bad YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> T:
+    """Build a ``cls`` from a YAML file (optional) and ``key=value`` overrides, fully checked."""
+    data = read_yaml(path) if path is not None else {}
+    where = f"in {path}" if path is not None else "in the defaults"
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for part in keys[:-1]:
+            if not isinstance(node.get(part, {}), dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+            node = node.setdefault(part, {})
+        node[keys[-1]] = value
+    if overrides:
+        where += " or the command line"
+    config = from_dict(cls, data, where)
+    validate(config, where)
+    return config
+
+
+def to_dict(config: Any) -> dict:
+    """Plain nested dict of a config (YAML- and checkpoint-safe)."""
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from procgen_common.checkpoint import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def describe(cls: type, prefix: str = "") -> list[str]:
+    """One help line per key: ``key (type, default): docstring`` — used by ``--help``."""
+    lines = []
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for fld in dataclasses.fields(cls):
+        tp = hints[fld.name]
+        key = prefix + fld.name
+        if dataclasses.is_dataclass(tp):
+            lines.append("")
+            lines.append(f"{key}: {docs.get(fld.name, '')}")
+            lines.extend(describe(tp, key + "."))
+            continue
+        default = fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
+        lines.append(f"  {key} ({_type_name(tp)}, default {default!r}): {docs.get(fld.name, '')}")
+    return lines

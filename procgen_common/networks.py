@@ -1,0 +1,162 @@
+"""The suite's networks: IMPALA and Nature CNN encoders and the actor-critic built on them.
+
+Encoders take uint8 frames ``(batch, 64, 64, 3)`` straight from the environment and scale them
+to [0, 1] themselves, so callers never hold a float copy of a batch of frames. The HWC -> CHW
+permute leaves the tensor channels_last in memory, and the convolutions are kept channels_last
+too: on these CPUs that made IMPALA convolutions about 3x faster than NCHW (REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from procgen_common.config import bounded
+
+
+@dataclass
+class ModelConfig:
+    """The policy network."""
+
+    arch: Literal["impala", "nature"] = "impala"
+    """Encoder: 'impala' (the Procgen paper's IMPALA ResNet) or 'nature' (DQN's 3-layer CNN, fast on CPU)."""
+    impala_channels: list[int] = field(default_factory=lambda: [16, 32, 32])
+    """Channels of the IMPALA stacks (the paper's 16/32/32)."""
+    hidden_size: int = bounded(256, 1)
+    """Width of the fully connected layer after the convolutions."""
+
+    def validate(self) -> None:
+        if not self.impala_channels or any(c < 1 for c in self.impala_channels):
+            raise ValueError(f"impala_channels: {self.impala_channels} must be a non-empty list of positive ints")
+
+
+def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, H, W, C)`` -> float ``(B, C, H, W)`` in [0, 1], channels_last in memory."""
+    return frames.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaStack(nn.Module):
+    """Conv, 3x3 max-pool with stride 2, two residual blocks (Espeholt et al., 2018)."""
+
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.res0 = ResidualBlock(channels)
+        self.res1 = ResidualBlock(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res1(self.res0(self.pool(self.conv(x))))
+
+
+class ImpalaCNN(nn.Module):
+    """IMPALA ResNet encoder: uint8 frames -> ``hidden_size`` features."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], channels: list[int], hidden_size: int):
+        super().__init__()
+        h, w, c = obs_shape
+        stacks = []
+        for out in channels:
+            stacks.append(ImpalaStack(c, out))
+            c, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.stacks = nn.Sequential(*stacks)
+        self.fc = nn.Linear(c * h * w, hidden_size)
+        self.out_features = hidden_size
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = self.stacks(frames_to_input(frames))
+        return torch.relu(self.fc(torch.relu(x).flatten(1)))
+
+
+class NatureCNN(nn.Module):
+    """The DQN Nature encoder (Mnih et al., 2015), the same layers as SB3's ``NatureCNN``."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], hidden_size: int):
+        super().__init__()
+        h, w, c = obs_shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.convs(torch.zeros(1, c, h, w)).shape[1]
+        self.fc = nn.Linear(n_flat, hidden_size)
+        self.out_features = hidden_size
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(self.convs(frames_to_input(frames))))
+
+
+def make_encoder(config: ModelConfig, obs_shape: tuple[int, int, int]) -> nn.Module:
+    if config.arch == "impala":
+        return ImpalaCNN(obs_shape, config.impala_channels, config.hidden_size)
+    return NatureCNN(obs_shape, config.hidden_size)
+
+
+def orthogonal_init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """Shared encoder with a categorical policy head and a value head."""
+
+    def __init__(self, config: ModelConfig, obs_shape: tuple[int, int, int], num_actions: int):
+        super().__init__()
+        self.encoder = make_encoder(config, obs_shape)
+        # Small policy-head init keeps the first policy near uniform (Andrychowicz et al., 2021).
+        self.policy_head = orthogonal_init(nn.Linear(self.encoder.out_features, num_actions), 0.01)
+        self.value_head = orthogonal_init(nn.Linear(self.encoder.out_features, 1), 1.0)
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 frames -> (action logits, state values)."""
+        features = self.encoder(frames)
+        return self.policy_head(features), self.value_head(features).squeeze(-1)
+
+
+def sample_actions(logits: torch.Tensor) -> torch.Tensor:
+    """Sample from the categorical distributions given by ``logits`` (Gumbel-max: one kernel, no Categorical)."""
+    noise = torch.empty_like(logits).exponential_().log_()
+    return (logits - noise).argmax(-1)
+
+
+class FeedForwardAgent:
+    """Acts with an ``ActorCritic`` on numpy frames: the interface evaluation, demos and video use.
+
+    Agents expose ``initial_state(num_envs)`` and ``act(obs, state, episode_start, deterministic)
+    -> (actions, state)``; feed-forward agents carry no state (``None``).
+    """
+
+    def __init__(self, net: ActorCritic, device: torch.device | str = "cpu"):
+        self.net = net.eval()
+        self.device = torch.device(device)
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, state: None, episode_start: np.ndarray, deterministic: bool = False):
+        logits, _ = self.net(torch.as_tensor(obs, device=self.device))
+        actions = logits.argmax(-1) if deterministic else sample_actions(logits)
+        return actions.cpu().numpy(), None
