@@ -1,0 +1,68 @@
+"""Loading any saved agent of the suite from a checkpoint file or a run folder.
+
+Each checkpoint names its ``algo``; ``AGENT_LOADERS`` maps that name to the function that
+rebuilds the agent. Loaders are named as ``module:function`` strings and imported on use, so
+this shared module does not import the packages that build on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+
+from procgen_common.checkpoint import CheckpointError, load_checkpoint
+from procgen_common.cli import UserError
+from procgen_common.config import ConfigError, from_dict
+from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig
+from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig
+
+AGENT_LOADERS = {
+    "ppo": "procgen_common.agents:load_ppo_agent",
+}
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run folder's ``checkpoints/latest.pt``."""
+    path = Path(path)
+    if path.is_dir():
+        latest = path / "checkpoints" / "latest.pt"
+        if not latest.is_file():
+            raise UserError(f"{path} is a folder without checkpoints/latest.pt; pass a run folder or a checkpoint file")
+        return latest
+    if not path.exists():
+        raise UserError(f"{path} does not exist; pass a run folder or a checkpoint file")
+    return path
+
+
+def env_config_of(checkpoint: dict, path: Path) -> EnvConfig:
+    """The training env config saved in a checkpoint."""
+    try:
+        return from_dict(EnvConfig, checkpoint["config"]["env"], f"in {path}")
+    except (KeyError, TypeError, ConfigError) as err:
+        raise CheckpointError(f"{path} has no usable env config ({err})") from None
+
+
+def load_ppo_agent(checkpoint: dict, device: torch.device | str = "cpu") -> FeedForwardAgent:
+    model_config = from_dict(ModelConfig, checkpoint["config"]["model"], "in the checkpoint")
+    net = ActorCritic(model_config, OBS_SHAPE, NUM_ACTIONS)
+    net.load_state_dict(checkpoint["model"])
+    return FeedForwardAgent(net.to(device), device)
+
+
+def load_agent(path: str | Path, device: torch.device | str = "cpu"):
+    """Load ``(agent, checkpoint, env_config)`` from a checkpoint file or run folder."""
+    path = resolve_checkpoint(path)
+    checkpoint = load_checkpoint(path)
+    algo = checkpoint.get("algo")
+    if algo not in AGENT_LOADERS:
+        raise CheckpointError(f"{path} holds an agent of kind {algo!r}; this suite loads {', '.join(AGENT_LOADERS)}")
+    module, function = AGENT_LOADERS[algo].split(":")
+    loader = getattr(importlib.import_module(module), function)
+    try:
+        agent = loader(checkpoint, device)
+    except (KeyError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: its weights do not fit a {algo} agent ({first})") from None
+    return agent, checkpoint, env_config_of(checkpoint, path)

@@ -1,0 +1,129 @@
+"""Evaluate a saved agent on held-out (or training) levels.
+
+    python test_policy.py runs/ppo-starpilot-nature-seed0 --split test --episodes 100
+
+PATH is a checkpoint file or a run folder (its checkpoints/latest.pt, whose embedded config
+gives the game and level splits). Prints mean and std of return, a 95% bootstrap CI, the
+min-max normalised score and the mean length; writes a JSON summary (with the exact level
+seeds played) and a CSV of per-episode rows (level_seed, return, length) beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from procgen_common.agents import load_agent
+from procgen_common.checkpoint import atomic_write_text
+from procgen_common.cli import UserError, main_guard
+from procgen_common.evaluation import run_episodes, summarize
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python test_policy.py",
+        description="Evaluate a saved agent on a level split and write JSON + per-episode CSV results.",
+    )
+    parser.add_argument("path", metavar="PATH", help="checkpoint file (.pt) or run folder (uses checkpoints/latest.pt)")
+    parser.add_argument(
+        "--split",
+        choices=["train", "test", "all"],
+        default="test",
+        help="levels to play: train = the training levels, test = the held-out range from the run's config "
+        "(default), all = Procgen's full distribution",
+    )
+    parser.add_argument("--episodes", type=int, default=100, help="episodes to play (default 100)")
+    parser.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
+    parser.add_argument("--seed", type=int, default=0, help="seed for Procgen's level order (default 0)")
+    parser.add_argument("--num-envs", type=int, default=64, help="environments run in parallel (default 64)")
+    parser.add_argument(
+        "--out",
+        metavar="FILE.json",
+        help="where to write the JSON summary (default: <run folder>/eval/<checkpoint>-<split>.json); "
+        "the per-episode CSV goes beside it with the same name",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes must be >= 1, got {args.episodes}")
+    if args.num_envs < 1:
+        parser.error(f"--num-envs must be >= 1, got {args.num_envs}")
+    if args.out is not None and not args.out.endswith(".json"):
+        parser.error(f"--out must name a .json file, got {args.out}")
+    return args
+
+
+def default_out(checkpoint_path: Path, split: str) -> Path:
+    run_dir = checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else checkpoint_path.parent
+    return run_dir / "eval" / f"{checkpoint_path.stem}-{split}.json"
+
+
+@main_guard
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device: cuda was asked for but torch sees no CUDA device")
+    agent, checkpoint, env_config = load_agent(args.path, args.device)
+    checkpoint_path = Path(args.path)
+    if checkpoint_path.is_dir():
+        checkpoint_path = checkpoint_path / "checkpoints" / "latest.pt"
+    if args.split == "test" and not env_config.held_out:
+        print("note: this agent trained on the full level distribution (num_levels=0): no level is held out",
+              file=sys.stderr)
+    bar = tqdm(total=args.episodes, unit="episode", desc=f"{env_config.game} {args.split}", file=sys.stderr)
+    results = run_episodes(
+        agent,
+        env_config,
+        args.split,
+        args.episodes,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        max_envs=args.num_envs,
+        progress=lambda n: bar.update(n - bar.n),
+    )
+    bar.close()
+    start, count = env_config.level_range(args.split)
+    summary = {
+        "checkpoint": str(checkpoint_path),
+        "algo": checkpoint.get("algo"),
+        "step": checkpoint.get("step"),
+        "game": env_config.game,
+        "distribution_mode": env_config.distribution_mode,
+        "split": args.split,
+        "level_range": {"start_level": start, "num_levels": count},
+        "held_out": args.split == "test" and env_config.held_out,
+        "deterministic": args.deterministic,
+        "seed": args.seed,
+        **summarize(results, env_config.game, env_config.distribution_mode),
+        "level_seeds": results.level_seeds.tolist(),
+    }
+    out = Path(args.out) if args.out else default_out(checkpoint_path, args.split)
+    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["episode", "level_seed", "return", "length"])
+    for i, (seed, ret, length) in enumerate(zip(results.level_seeds, results.returns, results.lengths)):
+        writer.writerow([i, int(seed), float(ret), int(length)])
+    atomic_write_text(out.with_suffix(".csv"), rows.getvalue())
+
+    low, high = summary["ci95_return"]
+    score = summary["normalized_score"]
+    print(f"{env_config.game} ({env_config.distribution_mode}), split {args.split}, levels "
+          f"[{start}, {start + count if count else 'any'}), {summary['episodes']} episodes, step {summary['step']}")
+    print(f"  return      {summary['mean_return']:.2f} +- {summary['std_return']:.2f} (95% CI {low:.2f} to {high:.2f})")
+    if score is not None:
+        print(f"  normalised  {score:.3f}")
+    print(f"  length      {summary['mean_length']:.1f}")
+    print(f"  wrote {out} and {out.with_suffix('.csv')}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
