@@ -3,7 +3,8 @@
     python bench/ppo_speed.py [--updates 4] [--game starpilot] [--impala] [--out bench/results/ppo_speed.json]
 
 Both train the Nature CNN on the same Procgen env (64 envs x 256 steps, 3 epochs, minibatch 2048,
-fp32, no evaluation or TensorBoard), so the ratio compares the training loops alone. The first
+no evaluation or TensorBoard), so the ratio compares the training loops alone; this PPO is timed
+in fp32 (as SB3) and with train.precision=bf16. The first
 update of each is warm-up and not timed. Also reported: raw env steps/s with random actions, and
 with --impala this PPO's IMPALA steps/s against its compute bound (the network's own forward rate
 for the rollout plus forward+backward rate for the epochs, with no environment or bookkeeping).
@@ -47,7 +48,7 @@ def env_sps(game: str, steps: int = 500) -> float:
     return steps * NUM_ENVS / elapsed
 
 
-def ours_sps(game: str, arch: str, updates: int, workdir: Path) -> float:
+def ours_sps(game: str, arch: str, updates: int, workdir: Path, precision: str = "fp32") -> float:
     overrides = [
         f"env.game={game}",
         f"env.num_envs={NUM_ENVS}",
@@ -60,7 +61,8 @@ def ours_sps(game: str, arch: str, updates: int, workdir: Path) -> float:
         "train.num_checkpoints=1",
         "eval.every_steps=0",
         "log.tensorboard=false",
-        f"run.dir={workdir / f'ours-{arch}'}",
+        f"train.precision={precision}",
+        f"run.dir={workdir / f'ours-{arch}-{precision}'}",
     ]
     config = load_config(Config, None, overrides)
     run_dir = train(config)
@@ -162,14 +164,21 @@ def main() -> None:
     print(f"env, random actions:     {results['env_random_sps']:8.0f} steps/s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         results["ours_nature_sps"] = ours_sps(args.game, "nature", args.updates, Path(tmp))
-        print(f"this PPO, Nature CNN:    {results['ours_nature_sps']:8.0f} steps/s", flush=True)
+        print(f"this PPO, Nature, fp32:  {results['ours_nature_sps']:8.0f} steps/s", flush=True)
+        results["ours_nature_bf16_sps"] = ours_sps(args.game, "nature", args.updates, Path(tmp), "bf16")
+        print(f"this PPO, Nature, bf16:  {results['ours_nature_bf16_sps']:8.0f} steps/s", flush=True)
         if not args.skip_sb3:
             results["sb3_nature_sps"] = sb3_sps(args.game, args.updates)
             results["ratio_ours_over_sb3"] = results["ours_nature_sps"] / results["sb3_nature_sps"]
-            print(f"SB3 PPO, Nature CNN:     {results['sb3_nature_sps']:8.0f} steps/s", flush=True)
-            print(f"ratio (this / SB3):      {results['ratio_ours_over_sb3']:8.2f}x", flush=True)
+            results["ratio_ours_bf16_over_sb3"] = results["ours_nature_bf16_sps"] / results["sb3_nature_sps"]
+            print(f"SB3 PPO, Nature, fp32:   {results['sb3_nature_sps']:8.0f} steps/s", flush=True)
+            print(f"ratio fp32 (this / SB3): {results['ratio_ours_over_sb3']:8.2f}x", flush=True)
+            print(f"ratio bf16 (this / SB3): {results['ratio_ours_bf16_over_sb3']:8.2f}x", flush=True)
         if args.impala:
             results["ours_impala_sps"] = ours_sps(args.game, "impala", max(1, args.updates // 2), Path(tmp))
+            results["ours_impala_bf16_sps"] = ours_sps(args.game, "impala", max(1, args.updates // 2), Path(tmp),
+                                                       "bf16")
+            print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
             results["impala_bound"] = impala_bound()
             results["impala_fraction_of_bound"] = (
                 results["ours_impala_sps"] / results["impala_bound"]["bound_steps_per_s"]

@@ -156,7 +156,7 @@ def from_dict(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
         if key not in fields:
             allowed = ", ".join(fields)
             raise ConfigError(
-                f"unknown key '{prefix}{key}'{closest(str(key), fields)} ({where}); "
+                f"unknown key '{prefix}{key}'{closest(prefix + str(key), [prefix + f for f in fields])} ({where}); "
                 f"allowed under {prefix.rstrip('.') or 'the top level'}: {allowed}"
             )
     kwargs = {}
