@@ -75,8 +75,10 @@ def main(argv=None) -> dict:
     if checkpoint_path.is_dir():
         checkpoint_path = checkpoint_path / "checkpoints" / "latest.pt"
     if args.split == "test" and not env_config.held_out:
-        print("note: this agent trained on the full level distribution (num_levels=0): no level is held out",
-              file=sys.stderr)
+        print(
+            "note: this agent trained on the full level distribution (num_levels=0): no level is held out",
+            file=sys.stderr,
+        )
     bar = tqdm(total=args.episodes, unit="episode", desc=f"{env_config.game} {args.split}", file=sys.stderr)
     results = run_episodes(
         agent,
@@ -109,14 +111,16 @@ def main(argv=None) -> dict:
     rows = io.StringIO()
     writer = csv.writer(rows, lineterminator="\n")
     writer.writerow(["episode", "level_seed", "return", "length"])
-    for i, (seed, ret, length) in enumerate(zip(results.level_seeds, results.returns, results.lengths)):
+    for i, (seed, ret, length) in enumerate(zip(results.level_seeds, results.returns, results.lengths, strict=True)):
         writer.writerow([i, int(seed), float(ret), int(length)])
     atomic_write_text(out.with_suffix(".csv"), rows.getvalue())
 
     low, high = summary["ci95_return"]
     score = summary["normalized_score"]
-    print(f"{env_config.game} ({env_config.distribution_mode}), split {args.split}, levels "
-          f"[{start}, {start + count if count else 'any'}), {summary['episodes']} episodes, step {summary['step']}")
+    print(
+        f"{env_config.game} ({env_config.distribution_mode}), split {args.split}, levels "
+        f"[{start}, {start + count if count else 'any'}), {summary['episodes']} episodes, step {summary['step']}"
+    )
     print(f"  return      {summary['mean_return']:.2f} +- {summary['std_return']:.2f} (95% CI {low:.2f} to {high:.2f})")
     if score is not None:
         print(f"  normalised  {score:.3f}")

@@ -113,6 +113,13 @@ class Config:
         return Path("runs") / f"ppo-{self.env.game}-{self.model.arch}-seed{self.train.seed}"
 
     def validate(self) -> None:
+        n = self.train.num_checkpoints
+        if n > 1 and self.train.total_steps / (n - 1) < self.batch_size:
+            fit = self.train.total_steps // self.batch_size + 1
+            raise ValueError(
+                f"train.num_checkpoints: {n} checkpoints are closer than one update ({self.batch_size} steps) "
+                f"over {self.train.total_steps} steps; at most {fit} fit"
+            )
         if self.batch_size % self.ppo.num_minibatches:
             raise ValueError(
                 f"ppo.num_minibatches: {self.ppo.num_minibatches} must divide env.num_envs * ppo.num_steps "
@@ -218,12 +225,15 @@ def train(config: Config) -> Path:
         recent_returns.extend(resume_from["recent_returns"])
         recent_lengths.extend(resume_from["recent_lengths"])
         episodes_seen = resume_from["episodes"]
-        print(f"resuming {run_dir} from step {step:,}", file=sys.stderr)
+        done = " (already finished)" if step >= c.train.total_steps else ""
+        print(f"resuming {run_dir} from step {step:,}{done}", file=sys.stderr)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-    logger = RunLogger(run_dir, PROGRESS_COLUMNS, c.log, resume_step=step if resume_from else None,
-                       run_config=to_dict(config))
+    # With train.resume=true and no checkpoint, rows from the unsaved attempt are dropped (step 0).
+    logger = RunLogger(
+        run_dir, PROGRESS_COLUMNS, c.log, resume_step=step if c.train.resume else None, run_config=to_dict(config)
+    )
     # A resumed run draws a new level order: Procgen's C++ state is not saved, so replaying the
     # first seed's levels would repeat the start of training.
     env = ProcgenVecEnv(c.env, "train", seed=c.train.seed * 1_000_003 + update)
@@ -264,8 +274,9 @@ def train(config: Config) -> Path:
         agent = FeedForwardAgent(net, device)
         out = {}
         for split in c.eval.splits:
-            results = run_episodes(agent, c.env, split, c.eval.episodes, seed=c.train.seed + 10_000,
-                                   deterministic=c.eval.deterministic)
+            results = run_episodes(
+                agent, c.env, split, c.eval.episodes, seed=c.train.seed + 10_000, deterministic=c.eval.deterministic
+            )
             out[f"eval/{split}_return"] = summarize(results, c.env.game, c.env.distribution_mode)["mean_return"]
         net.train()
         return out
@@ -273,8 +284,16 @@ def train(config: Config) -> Path:
     obs = torch.from_numpy(env.reset()).to(device)
     if step == 0:
         save_series_due(-1)  # the initial policy opens the series
-    bar = tqdm(total=c.train.total_steps, initial=step, unit="step", unit_scale=True, dynamic_ncols=True,
-               desc=f"ppo {c.env.game}", file=sys.stderr)
+    bar = tqdm(
+        total=c.train.total_steps,
+        initial=step,
+        unit="step",
+        unit_scale=True,
+        dynamic_ncols=True,
+        desc=f"ppo {c.env.game}",
+        file=sys.stderr,
+        mininterval=1.0,
+    )
     last_save = time.monotonic()
     try:
         while step < c.train.total_steps:
@@ -322,8 +341,16 @@ def train(config: Config) -> Path:
                     idx = perm[start : start + minibatch_size]
                     with autocast:
                         logits, values = net(b_obs[idx])
-                    loss, stats = ppo_loss(logits.float(), values.float(), b_actions[idx], b_logprobs[idx], b_values[idx],
-                                           b_advantages[idx], b_returns[idx], p)
+                    loss, stats = ppo_loss(
+                        logits.float(),
+                        values.float(),
+                        b_actions[idx],
+                        b_logprobs[idx],
+                        b_values[idx],
+                        b_advantages[idx],
+                        b_returns[idx],
+                        p,
+                    )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
@@ -342,15 +369,17 @@ def train(config: Config) -> Path:
             explained_var = 1 - (b_returns - b_values).var() / var_returns if var_returns > 0 else torch.tensor(0.0)
             metrics = {k: v.item() / num_minibatches for k, v in stats_sum.items()}
             mean_return = float(np.mean(recent_returns)) if recent_returns else None
-            metrics.update({
-                "time/elapsed_s": round(elapsed, 1),
-                "time/sps": batch_size / (time.monotonic() - t_start),
-                "charts/episodic_return": mean_return,
-                "charts/episodic_length": float(np.mean(recent_lengths)) if recent_lengths else None,
-                "charts/episodes": episodes_seen,
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                "losses/explained_variance": explained_var.item(),
-            })
+            metrics.update(
+                {
+                    "time/elapsed_s": round(elapsed, 1),
+                    "time/sps": batch_size / (time.monotonic() - t_start),
+                    "charts/episodic_return": mean_return,
+                    "charts/episodic_length": float(np.mean(recent_lengths)) if recent_lengths else None,
+                    "charts/episodes": episodes_seen,
+                    "charts/learning_rate": optimizer.param_groups[0]["lr"],
+                    "losses/explained_variance": explained_var.item(),
+                }
+            )
             if next_eval is not None and (step >= next_eval or step >= c.train.total_steps):
                 metrics.update(evaluate())
                 while next_eval <= step:
@@ -390,8 +419,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = load_config(Config, args.config, args.overrides)
     if not config.env.held_out:
-        print("note: env.num_levels=0 trains on the full level distribution, so no level is held out",
-              file=sys.stderr)
+        print("note: env.num_levels=0 trains on the full level distribution, so no level is held out", file=sys.stderr)
     run_dir = train(config)
     print(f"done: {run_dir}")
 

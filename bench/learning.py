@@ -115,8 +115,11 @@ def train_sb3(config: Config, run_dir: Path) -> None:
 
 def read_curve(path: Path) -> list[tuple[int, float]]:
     with open(path) as f:
-        return [(int(r["step"]), float(r["charts/episodic_return"])) for r in csv.DictReader(f)
-                if r["charts/episodic_return"]]
+        return [
+            (int(r["step"]), float(r["charts/episodic_return"]))
+            for r in csv.DictReader(f)
+            if r["charts/episodic_return"]
+        ]
 
 
 def main() -> None:
@@ -124,8 +127,9 @@ def main() -> None:
     parser.add_argument("-c", "--config", default="configs/cpu.yaml", help="PPO preset (default configs/cpu.yaml)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     parser.add_argument("--episodes", type=int, default=100, help="held-out episodes per policy (default 100)")
-    parser.add_argument("--methods", nargs="+", default=["ours", "sb3"], choices=["ours", "sb3"],
-                        help="what to train (default both)")
+    parser.add_argument(
+        "--methods", nargs="+", default=["ours", "sb3"], choices=["ours", "sb3"], help="what to train (default both)"
+    )
     parser.add_argument("--out", default="bench/results/learning", help="output folder")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for both methods")
     args = parser.parse_args()
@@ -134,8 +138,11 @@ def main() -> None:
     results: dict[str, list[dict]] = {"random": [], "ours": [], "sb3": []}
     curves: list[tuple[int, str, int, float]] = []
     for seed in args.seeds:
-        config = load_config(Config, args.config, [*args.overrides, f"train.seed={seed}",
-                                                   f"run.dir={out / f'ours-seed{seed}'}", "train.resume=true"])
+        config = load_config(
+            Config,
+            args.config,
+            [*args.overrides, f"train.seed={seed}", f"run.dir={out / f'ours-seed{seed}'}", "train.resume=true"],
+        )
         env_cfg = config.env
         if "ours" in args.methods:
             run_dir = out / f"ours-seed{seed}"
@@ -162,8 +169,13 @@ def main() -> None:
         results["random"].append({"seed": seed, **summarize(res, env_cfg.game, env_cfg.distribution_mode)})
 
     table = ["| method | held-out return per seed | mean over seeds (95% CI over seeds) |", "|---|---|---|"]
-    summary = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds,
-               "episodes": args.episodes, "results": results}
+    summary = {
+        "config": args.config,
+        "overrides": args.overrides,
+        "seeds": args.seeds,
+        "episodes": args.episodes,
+        "results": results,
+    }
     for method, rows in results.items():
         if not rows:
             continue

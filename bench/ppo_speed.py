@@ -176,16 +176,20 @@ def main() -> None:
             print(f"ratio bf16 (this / SB3): {results['ratio_ours_bf16_over_sb3']:8.2f}x", flush=True)
         if args.impala:
             results["ours_impala_sps"] = ours_sps(args.game, "impala", max(1, args.updates // 2), Path(tmp))
-            results["ours_impala_bf16_sps"] = ours_sps(args.game, "impala", max(1, args.updates // 2), Path(tmp),
-                                                       "bf16")
+            results["ours_impala_bf16_sps"] = ours_sps(
+                args.game, "impala", max(1, args.updates // 2), Path(tmp), "bf16"
+            )
             print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
             results["impala_bound"] = impala_bound()
             results["impala_fraction_of_bound"] = (
                 results["ours_impala_sps"] / results["impala_bound"]["bound_steps_per_s"]
             )
             print(f"this PPO, IMPALA:        {results['ours_impala_sps']:8.0f} steps/s", flush=True)
-            print(f"IMPALA compute bound:    {results['impala_bound']['bound_steps_per_s']:8.0f} steps/s "
-                  f"({results['impala_fraction_of_bound']:.0%} reached)", flush=True)
+            print(
+                f"IMPALA compute bound:    {results['impala_bound']['bound_steps_per_s']:8.0f} steps/s "
+                f"({results['impala_fraction_of_bound']:.0%} reached)",
+                flush=True,
+            )
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
 

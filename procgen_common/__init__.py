@@ -5,8 +5,5 @@ import io
 
 # Procgen and stable-baselines3 import the old `gym`, which prints a deprecation banner on stderr.
 # Importing it once here, quietly, keeps that third-party notice out of every command's output.
-with contextlib.redirect_stderr(io.StringIO()):
-    try:
-        import gym  # noqa: F401
-    except ImportError:
-        pass
+with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(ImportError):
+    import gym  # noqa: F401

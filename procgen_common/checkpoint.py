@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +72,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint of this suite ({first[:120]})") from None
+    except pickle.UnpicklingError as err:
+        if "Unsupported global" in str(err):
+            raise CheckpointError(
+                f"{path} is not a readable checkpoint of this suite: it holds Python objects besides tensors and "
+                "plain data (refused: loading it could run code)"
+            ) from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint of this suite (corrupt or not torch.save)"
+        ) from None
+    except Exception:  # torch.load raises many types on foreign or truncated bytes
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint of this suite (corrupt or not torch.save)"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint of this suite (no '{FORMAT}' format tag)")
     if data.get("version") != VERSION:

@@ -17,6 +17,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import re
 import textwrap
 import types
 import typing
@@ -27,6 +28,17 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, also reading ``2e6`` and ``3e-4`` as numbers (YAML 1.2 does; 1.1 needs a dot)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class ConfigError(ValueError):
@@ -56,7 +68,7 @@ def field_docs(cls: type) -> dict[str, str]:
         except (OSError, TypeError):
             continue
         body = ast.parse(source).body[0].body
-        for node, after in zip(body, body[1:]):
+        for node, after in zip(body, body[1:], strict=False):
             if (
                 isinstance(node, ast.AnnAssign)
                 and isinstance(node.target, ast.Name)
@@ -116,6 +128,8 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             raise bad
         return value
     if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # 2e6 steps
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
         return value
@@ -202,7 +216,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key; write e.g. train.seed=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=YamlLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -214,7 +228,7 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=YamlLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
@@ -234,9 +248,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
         keys, value = parse_override(text)
         node = data
         for part in keys[:-1]:
-            if not isinstance(node.get(part, {}), dict):
+            if node.get(part) is None:
+                node[part] = {}  # an absent section, or `env:` with nothing under it
+            if not isinstance(node[part], dict):
                 raise ConfigError(f"override {text!r}: {part} is not a section")
-            node = node.setdefault(part, {})
+            node = node[part]
         node[keys[-1]] = value
     if overrides:
         where += " or the command line"

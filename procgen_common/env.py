@@ -194,10 +194,12 @@ class ProcgenVecEnv(VecEnv):
         super().__init__(n, observation_space, gym.spaces.Discrete(NUM_ACTIONS))
         self._gym3 = None
         self._actions: np.ndarray | None = None
+        self._seed_pending = False
         self._make()
 
     def _make(self) -> None:
         import procgen  # imported here: it loads the C++ library, which tools that only read configs skip
+
         if self._gym3 is not None:
             self._gym3.close()
         c = self.config
@@ -230,15 +232,16 @@ class ProcgenVecEnv(VecEnv):
         # Procgen cannot reset one environment by itself: the first reset uses the fresh environments,
         # a later one (e.g. SB3 calling learn() twice) builds them anew with the next seed.
         if self._started:
-            self.seed_value += 1
+            if not self._seed_pending:
+                self.seed_value += 1
             self._make()
-        self._started = True
+        self._started, self._seed_pending = True, False
         return self._obs.copy()
 
     def seed(self, seed: int | None = None):
         if seed is not None:
             self.seed_value = seed
-            self._started = True  # the next reset rebuilds with this seed
+            self._started, self._seed_pending = True, True  # the next reset rebuilds with this seed
         return [self.seed_value] * self.num_envs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -257,7 +260,7 @@ class ProcgenVecEnv(VecEnv):
             gym3_infos = self._gym3.get_info()
             self._level_seeds = np.array([info["level_seed"] for info in gym3_infos], dtype=np.int64)
             for i in np.flatnonzero(first):
-                infos[i]["terminal_observation"] = prev_obs[i]
+                infos[i]["terminal_observation"] = prev_obs[i].copy()
                 infos[i]["TimeLimit.truncated"] = False
                 infos[i]["level_complete"] = bool(gym3_infos[i]["prev_level_complete"])
                 infos[i]["episode"] = {
@@ -290,4 +293,3 @@ class ProcgenVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         return [False] * len(self._get_indices(indices))
-

@@ -83,7 +83,10 @@ class RunLogger:
         """Keep the header and the rows up to ``step`` (atomically)."""
         text = self.path.read_text()
         reader = csv.DictReader(io.StringIO(text))
-        kept = [row for row in reader if row.get("step") and int(float(row["step"])) <= step]
+        # A row cut short by a kill mid-write has missing cells (None): drop it with the later ones.
+        kept = [
+            row for row in reader if None not in row.values() and row.get("step") and int(float(row["step"])) <= step
+        ]
         out = io.StringIO()
         writer = csv.DictWriter(out, reader.fieldnames or self.columns, lineterminator="\n")
         writer.writeheader()

@@ -1,0 +1,91 @@
+"""Evaluation: bootstrap confidence intervals, and run_episodes' exact, evenly spread episode count."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from procgen_common import evaluation
+from procgen_common.env import EnvConfig, ProcgenVecEnv
+from procgen_common.evaluation import EpisodeResults, bootstrap_ci, run_episodes, summarize
+from tests.conftest import RandomAgent
+
+
+def test_bootstrap_ci_contains_the_mean_and_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+    small = rng.normal(5.0, 2.0, size=10)
+    large = rng.normal(5.0, 2.0, size=1000)
+    lo_s, hi_s = bootstrap_ci(small)
+    lo_l, hi_l = bootstrap_ci(large)
+    assert lo_s <= small.mean() <= hi_s
+    assert lo_l <= large.mean() <= hi_l
+    assert hi_l - lo_l < (hi_s - lo_s) / 3  # width shrinks like 1/sqrt(n): 10x for 100x the data
+    # A 95% interval of the mean is about +-1.96 standard errors.
+    se = large.std() / np.sqrt(large.size)
+    assert hi_l - lo_l == pytest.approx(2 * 1.96 * se, rel=0.15)
+    # Higher confidence gives a wider interval; a constant sample gives a point.
+    lo99, hi99 = bootstrap_ci(small, confidence=0.99)
+    assert lo99 <= lo_s and hi99 >= hi_s and hi99 - lo99 > hi_s - lo_s
+    assert bootstrap_ci(np.full(7, 3.0)) == (3.0, 3.0)
+    assert all(np.isnan(bootstrap_ci(np.array([]))))
+
+
+def test_summarize_reports_mean_std_ci_and_score():
+    results = EpisodeResults(np.array([5.0, 7.0, 9.0, 11.0]), np.array([10, 20, 30, 40]), np.array([1, 2, 3, 4]))
+    summary = summarize(results, "coinrun", "easy")
+    assert summary["episodes"] == 4
+    assert summary["mean_return"] == 8.0
+    assert summary["std_return"] == pytest.approx(np.sqrt(5.0))
+    assert summary["mean_length"] == 25.0
+    assert summary["normalized_score"] == pytest.approx((8.0 - 5) / (10 - 5))
+    low, high = summary["ci95_return"]
+    assert 5.0 <= low <= 8.0 <= high <= 11.0
+
+
+class RecordingEnv(ProcgenVecEnv):
+    """ProcgenVecEnv that remembers every finished episode per environment, in order."""
+
+    made: list[RecordingEnv] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.finished = defaultdict(list)
+        RecordingEnv.made.append(self)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = super().step_wait()
+        for i in np.flatnonzero(dones):
+            ep = infos[i]["episode"]
+            self.finished[i].append((ep["r"], ep["l"], ep["level_seed"]))
+        return obs, rewards, dones, infos
+
+
+@pytest.mark.parametrize(("episodes", "max_envs", "quotas"), [(6, 4, [2, 2, 1, 1]), (3, 8, [1, 1, 1])])
+def test_run_episodes_plays_exactly_the_quota_of_each_env(monkeypatch, episodes, max_envs, quotas):
+    RecordingEnv.made = []
+    monkeypatch.setattr(evaluation, "ProcgenVecEnv", RecordingEnv)
+    cfg = EnvConfig(game="starpilot", num_envs=64, num_levels=10, test_num_levels=20, num_threads=0)
+    counts = []
+    results = run_episodes(RandomAgent(1), cfg, "test", episodes, seed=3, max_envs=max_envs, progress=counts.append)
+    (env,) = RecordingEnv.made
+    assert env.num_envs == len(quotas)  # min(episodes, max_envs) environments, not env.num_envs
+    assert len(results.returns) == len(results.lengths) == len(results.level_seeds) == episodes
+    assert counts == list(range(1, episodes + 1))
+    # Each env contributes its first `quota` episodes; later ones (envs that finished early) are dropped.
+    expected = sorted(ep for i, q in enumerate(quotas) for ep in env.finished[i][:q])
+    got = sorted(zip(results.returns.tolist(), results.lengths.tolist(), results.level_seeds.tolist(), strict=True))
+    assert got == expected
+    assert all(len(env.finished[i]) >= q for i, q in enumerate(quotas))
+    assert all(10 <= s < 30 for s in results.level_seeds)  # the test split
+    assert results.returns.dtype == np.float64 and results.lengths.dtype == np.int64
+
+
+def test_run_episodes_is_reproducible_for_a_seed():
+    cfg = EnvConfig(game="starpilot", num_envs=2, num_levels=10, num_threads=0)
+    a = run_episodes(RandomAgent(5), cfg, "train", 2, seed=7)
+    b = run_episodes(RandomAgent(5), cfg, "train", 2, seed=7)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    np.testing.assert_array_equal(a.level_seeds, b.level_seeds)
+    np.testing.assert_array_equal(a.lengths, b.lengths)
