@@ -24,22 +24,11 @@ import numpy as np
 import torch
 
 from baseline_agent.train import Config, train
-from procgen_common.agents import load_agent
+from procgen_common.agents import RandomAgent, load_agent
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.config import load_config
-from procgen_common.env import NUM_ACTIONS, ProcgenVecEnv
+from procgen_common.env import ProcgenVecEnv
 from procgen_common.evaluation import bootstrap_ci, run_episodes, summarize
-
-
-class RandomAgent:
-    def __init__(self, seed: int = 0):
-        self.rng = np.random.default_rng(seed)
-
-    def initial_state(self, num_envs):
-        return None
-
-    def act(self, obs, state, episode_start, deterministic=False):
-        return self.rng.integers(0, NUM_ACTIONS, len(obs)), None
 
 
 class SB3Agent:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from procgen_common.checkpoint import CheckpointError, load_checkpoint
@@ -21,6 +22,20 @@ from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig
 AGENT_LOADERS = {
     "ppo": "procgen_common.agents:load_ppo_agent",
 }
+
+
+class RandomAgent:
+    """Uniform random actions, with the agents' interface: the floor every learned policy must beat."""
+
+    def __init__(self, seed: int = 0, num_actions: int = NUM_ACTIONS):
+        self.rng = np.random.default_rng(seed)
+        self.num_actions = num_actions
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs, state, episode_start, deterministic: bool = False):
+        return self.rng.integers(0, self.num_actions, len(obs)), None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -78,20 +77,6 @@ def assert_one_line_error(stderr: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     return lines[0]
-
-
-class RandomAgent:
-    """An agent of the suite's interface (``initial_state``, ``act``) that picks uniform actions."""
-
-    def __init__(self, seed: int = 0, num_actions: int = 15):
-        self.rng = np.random.default_rng(seed)
-        self.num_actions = num_actions
-
-    def initial_state(self, num_envs: int) -> None:
-        return None
-
-    def act(self, obs, state, episode_start, deterministic=False):
-        return self.rng.integers(0, self.num_actions, len(obs)), None
 
 
 TINY_RUN_EXTRA = (

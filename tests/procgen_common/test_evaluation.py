@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from procgen_common import evaluation
+from procgen_common.agents import RandomAgent
 from procgen_common.env import EnvConfig, ProcgenVecEnv
 from procgen_common.evaluation import EpisodeResults, bootstrap_ci, run_episodes, summarize
-from tests.conftest import RandomAgent
 
 
 def test_bootstrap_ci_contains_the_mean_and_narrows_with_more_data():
