@@ -1,0 +1,107 @@
+"""The Bradley-Terry loss by hand and its gradient, preference accuracy, and the reward network's options."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from procgen_common.networks import ImpalaCNN
+from trex.reward_net import RewardNet, RewardNetConfig
+from trex.train_reward import bradley_terry_loss, preference_accuracy
+
+
+def test_loss_is_below_log2_on_a_correctly_ordered_pair_and_matches_the_formula():
+    returns_a, returns_b = torch.tensor([1.0]), torch.tensor([3.0])
+    loss = bradley_terry_loss(returns_a, returns_b, torch.tensor([1]))  # b is the better snippet
+    assert loss.item() < math.log(2)
+    assert loss.item() == pytest.approx(-math.log(math.exp(3) / (math.exp(1) + math.exp(3))), abs=1e-6)
+    # The same pair labelled the other way round costs more than log 2; equal returns cost exactly log 2.
+    assert bradley_terry_loss(returns_a, returns_b, torch.tensor([0])).item() > math.log(2)
+    assert bradley_terry_loss(torch.tensor([2.0]), torch.tensor([2.0]), torch.tensor([1])).item() == pytest.approx(
+        math.log(2)
+    )
+
+
+def test_loss_gradient_raises_the_better_snippet_and_lowers_the_worse():
+    returns_a = torch.tensor([0.5, 2.0], requires_grad=True)
+    returns_b = torch.tensor([0.5, 1.0], requires_grad=True)
+    labels = torch.tensor([1, 0])  # pair 0: b better; pair 1: a better
+    bradley_terry_loss(returns_a, returns_b, labels).backward()
+    # Gradient descent moves against the gradient: the better snippet's return must have a negative one.
+    assert returns_b.grad[0] < 0 < returns_a.grad[0]
+    assert returns_a.grad[1] < 0 < returns_b.grad[1]
+    # d loss / d R_better = -(1 - P(better)) / n: here P = 1/2 for pair 0.
+    assert returns_b.grad[0].item() == pytest.approx(-0.5 / 2)
+
+
+def test_loss_averages_over_ensemble_members_sharing_labels():
+    returns_a = torch.tensor([[0.0, 1.0], [2.0, 0.0]])  # 2 members x 2 pairs
+    returns_b = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    labels = torch.tensor([1, 0])
+    per_member = [bradley_terry_loss(returns_a[k], returns_b[k], labels) for k in range(2)]
+    assert bradley_terry_loss(returns_a, returns_b, labels).item() == pytest.approx(sum(per_member).item() / 2)
+
+
+def test_preference_accuracy_counts_ties_as_half():
+    returns_a = torch.tensor([0.0, 2.0, 1.0, 5.0])
+    returns_b = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    labels = torch.tensor([1, 1, 0, 1])  # right, wrong, tie, wrong
+    assert preference_accuracy(returns_a, returns_b, labels).item() == pytest.approx(1.5 / 4)
+
+
+def _frames(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_default_net_is_the_original_trex_architecture():
+    net = RewardNet(RewardNetConfig())
+    convs = [m for m in net.members[0].trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (16, 7, 3),
+        (16, 5, 2),
+        (16, 3, 1),
+        (16, 3, 1),
+    ]
+    linears = [m for m in net.members[0].head if isinstance(m, torch.nn.Linear)]
+    assert [layer.out_features for layer in linears] == [64, 1]
+    assert any(isinstance(m, torch.nn.LeakyReLU) for m in net.modules())
+    rewards = net(_frames(5))
+    assert rewards.shape == (1, 5) and rewards.dtype == torch.float32
+
+
+def test_inputs_are_scaled_to_unit_range_inside_the_net():
+    net = RewardNet(RewardNetConfig())
+    trunk = net.members[0].trunk
+    frames = _frames(2)
+    expected = trunk.convs(frames.permute(0, 3, 1, 2).float() / 255.0)
+    torch.testing.assert_close(trunk(frames), expected)
+
+
+def test_bounded_outputs_actions_and_ensembles():
+    frames = _frames(6)
+    torch.manual_seed(0)
+    sigmoid = RewardNet(RewardNetConfig(output="sigmoid", ensemble_size=3))(frames)
+    assert sigmoid.shape == (3, 6) and sigmoid.min() > 0 and sigmoid.max() < 1
+    assert sigmoid.std(0).min() > 0  # members start from different initialisations
+    tanh = RewardNet(RewardNetConfig(output="tanh"))(frames)
+    assert tanh.abs().max() < 1
+
+    net = RewardNet(RewardNetConfig(use_action=True, ensemble_size=2))
+    with pytest.raises(ValueError, match="pass the actions"):
+        net(frames)
+    zeros, sevens = torch.zeros(6, dtype=torch.long), torch.full((6,), 7)
+    assert not torch.allclose(net(frames, zeros), net(frames, sevens))  # r(s, a) depends on a
+    members = net(frames, zeros)
+    mean, std = net.reward_and_std(frames, zeros)
+    torch.testing.assert_close(net.reward(frames, zeros), members.mean(0))
+    torch.testing.assert_close(mean, members.mean(0))
+    torch.testing.assert_close(std, (members[0] - members[1]).abs() / 2)  # two members: half their distance
+    assert RewardNet(RewardNetConfig()).reward_and_std(frames)[1].abs().max() == 0
+
+
+def test_impala_option_reuses_the_suite_encoder():
+    net = RewardNet(RewardNetConfig(arch="impala", impala_channels=[8, 8], hidden_size=16))
+    assert isinstance(net.members[0].trunk, ImpalaCNN)
+    assert net(_frames(3)).shape == (1, 3)

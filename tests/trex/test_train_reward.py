@@ -1,0 +1,132 @@
+"""The reward trainer end to end on synthetic demos: learning a pixel reward, outputs, resuming, early stopping."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from procgen_common.cli import UserError
+from tests.trex.conftest import reward_config, write_synthetic_demos
+from trex.demos import DemoSet, load_demo
+from trex.reward_net import load_reward_net
+from trex.train_reward import PROGRESS_COLUMNS, select_training_demos, train
+
+
+def _progress(run_dir) -> list[dict]:
+    with (run_dir / "progress.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _train(*args):
+    out = train(reward_config(*args))
+    torch.set_num_threads(1)
+    return out
+
+
+def test_a_small_net_learns_a_known_pixel_reward_on_held_out_demos(reward_run):
+    metrics = json.loads((reward_run / "eval" / "metrics.json").read_text())
+    assert metrics["num_demos"] == 30 and metrics["split"] == "test"
+    assert metrics["learned"]["pair_accuracy"] >= 0.95
+    assert metrics["learned"]["spearman"] > 0.9
+    # Both baselines are scored on the same demos; the untrained net of the same shape ranks them far worse.
+    assert metrics["untrained_net"]["pair_accuracy"] < 0.8
+    assert set(metrics["episode_length"]) == {"pair_accuracy", "pearson", "spearman"}
+    for name in ("predictions.csv", "scatter.png", "traces.png"):
+        assert (reward_run / "eval" / name).stat().st_size > 0
+
+
+def test_run_folder_outputs_and_a_model_that_loads_without_code(reward_run, synthetic_demos):
+    rows = _progress(reward_run)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert set(PROGRESS_COLUMNS) <= set(rows[0])
+    assert float(rows[-1]["val/best_accuracy"]) == max(float(r["val/accuracy"]) for r in rows)
+    assert (reward_run / "config.yaml").is_file() and any((reward_run / "tb").iterdir())
+
+    raw = torch.load(reward_run / "reward_net.pt", weights_only=True)
+    assert raw["algo"] == "reward_net" and raw["demos"]["game"] == "starpilot"
+    assert raw["val_accuracy"] == pytest.approx(float(rows[-1]["val/best_accuracy"]), abs=1e-5)
+    net, _ = load_reward_net(reward_run)  # a run folder means its reward_net.pt
+    demo = load_demo(synthetic_demos / DemoSet.open(synthetic_demos).infos[0].file)
+    rewards = net.reward(torch.from_numpy(demo.obs[:4]))
+    assert rewards.shape == (4,) and torch.isfinite(rewards).all()
+
+
+def test_resume_continues_to_the_same_model(synthetic_demos, tmp_path):
+    fast = ("data.pairs_per_epoch=64", "data.val_pairs=32", "eval.at_end=false")
+    straight = _train(synthetic_demos, tmp_path / "straight", "train.epochs=2", *fast)
+    _train(synthetic_demos, tmp_path / "resumed", "train.epochs=1", *fast)
+    resumed = _train(synthetic_demos, tmp_path / "resumed", "train.epochs=2", "train.resume=true", *fast)
+    assert [r["step"] for r in _progress(resumed)] == ["1", "2"]
+    a = torch.load(straight / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "latest.pt", weights_only=True)
+    assert a["step"] == b["step"] == 2
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0)
+    with pytest.raises(UserError, match="already holds a run"):
+        _train(synthetic_demos, tmp_path / "straight", *fast)
+    with pytest.raises(UserError, match="data.min_len differ"):
+        _train(synthetic_demos, tmp_path / "straight", "train.resume=true", "data.min_len=5", *fast)
+
+
+def test_early_stopping_keeps_the_best_model(synthetic_demos, tmp_path, capsys):
+    # A learning rate too small to change the validation accuracy: only epoch 1 improves on "nothing yet".
+    run = _train(
+        synthetic_demos,
+        tmp_path / "run",
+        "train.learning_rate=1.0e-12",
+        "train.patience=2",
+        "train.epochs=10",
+        "data.pairs_per_epoch=32",
+        "data.val_pairs=32",
+        "eval.at_end=false",
+    )
+    assert len(_progress(run)) == 3
+    assert "stopped early after epoch 3" in capsys.readouterr().err
+    assert torch.load(run / "reward_net.pt", weights_only=True)["step"] == 1
+
+
+def test_every_network_option_trains(synthetic_demos, tmp_path):
+    run = _train(
+        synthetic_demos,
+        tmp_path / "run",
+        "train.epochs=1",
+        "data.pairs_per_epoch=16",
+        "data.val_pairs=16",
+        "reward_net.arch=impala",
+        "reward_net.impala_channels=[4,4]",
+        "reward_net.hidden_size=8",
+        "reward_net.use_action=true",
+        "reward_net.output=tanh",
+        "reward_net.ensemble_size=2",
+        "train.l1_coef=0.1",
+        "train.weight_decay=0.01",
+        "data.stride=2",
+        "data.start_prior=true",
+        "data.rank_by=checkpoint",
+    )
+    net, _ = load_reward_net(run)
+    assert len(net.members) == 2 and net.config.use_action
+    assert json.loads((run / "eval" / "metrics.json").read_text())["num_demos"] == 30
+
+
+def test_demo_subset_and_split_are_seeded_and_disjoint(synthetic_demos, tmp_path):
+    demo_set = DemoSet.open(synthetic_demos)
+    data = reward_config(synthetic_demos, tmp_path, "data.num_demos=10", "data.val_fraction=0.3").data
+    demos = select_training_demos(demo_set, data, seed=0)
+    assert len(demos.demo_ids) == 10 and len(demos.val) == 3 and len(demos.train) == 7
+    assert set(demos.train).isdisjoint(demos.val)
+    assert all(i.startswith("train-") for i in demos.demo_ids)  # never a held-out demo
+    assert demos.demo_ids == select_training_demos(demo_set, data, seed=0).demo_ids
+    assert demos.frames.frames.dtype == np.uint8
+    with pytest.raises(UserError, match="data.num_demos: 41 asked for"):
+        select_training_demos(demo_set, reward_config(synthetic_demos, tmp_path, "data.num_demos=41").data, 0)
+
+
+def test_held_out_demos_of_another_game_are_refused(synthetic_demos, tmp_path):
+    other = write_synthetic_demos(tmp_path / "fruit", 0, 4, game="fruitbot")
+    with pytest.raises(UserError, match="holds fruitbot .* starpilot"):
+        _train(synthetic_demos, tmp_path / "run", f"data.test_demos={other}")

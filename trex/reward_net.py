@@ -1,0 +1,149 @@
+"""The learned reward: a per-frame reward r(s) (optionally r(s, a)) from uint8 Procgen frames.
+
+The default trunk is the original T-REX network (Brown et al., 2019): four 16-channel convolutions
+(7x7 stride 3, 5x5 stride 2, 3x3, 3x3) with leaky ReLU, then FC 64 and one output. Inputs are
+scaled to [0, 1] inside the network (the 2020 study fed raw 0-255 values). An ensemble of K
+members, each a full network from its own initialisation, gives a mean reward and a spread.
+
+Reward-model files are suite checkpoints (``algo`` 'reward_net'): the trainer's config, whose
+``reward_net`` section rebuilds the network, the ``model`` weights, and ``demos`` (game and mode
+of the demos it learned from). They load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from procgen_common.checkpoint import CheckpointError, load_checkpoint
+from procgen_common.config import ConfigError, bounded, from_dict
+from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
+from procgen_common.networks import ImpalaCNN, frames_to_input
+
+ALGO = "reward_net"
+
+
+@dataclass
+class RewardNetConfig:
+    """The reward network."""
+
+    arch: Literal["trex", "impala"] = "trex"
+    """Trunk: 'trex' (the original T-REX CNN, four 16-channel convolutions) or 'impala' (the IMPALA ResNet)."""
+    impala_channels: list[int] = field(default_factory=lambda: [16, 32, 32])
+    """Channels of the IMPALA stacks (arch=impala only)."""
+    hidden_size: int = bounded(64, 1)
+    """Width of the fully connected layer before the output (T-REX: 64)."""
+    use_action: bool = False
+    """Reward of frame and action r(s, a) (the action one-hot joins the features) instead of r(s)."""
+    output: Literal["raw", "sigmoid", "tanh"] = "raw"
+    """Per-frame output: 'raw' (unbounded, as T-REX trains it), or bounded by a sigmoid or tanh."""
+    ensemble_size: int = bounded(1, 1)
+    """Members of the ensemble, each trained on the same pairs from its own initialisation; the reward is
+    their mean and their std an uncertainty estimate."""
+
+    def validate(self) -> None:
+        if not self.impala_channels or any(c < 1 for c in self.impala_channels):
+            raise ValueError(f"impala_channels: {self.impala_channels} must be a non-empty list of positive ints")
+
+
+class TrexCNN(nn.Module):
+    """The original T-REX reward trunk: uint8 frames -> flattened conv features (leaky ReLU)."""
+
+    def __init__(self, obs_shape: tuple[int, int, int]):
+        super().__init__()
+        h, w, c = obs_shape
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 16, 7, stride=3),
+            nn.LeakyReLU(),
+            nn.Conv2d(16, 16, 5, stride=2),
+            nn.LeakyReLU(),
+            nn.Conv2d(16, 16, 3, stride=1),
+            nn.LeakyReLU(),
+            nn.Conv2d(16, 16, 3, stride=1),
+            nn.LeakyReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            self.out_features = self.convs(torch.zeros(1, c, h, w)).shape[1]
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.convs(frames_to_input(frames))
+
+
+class RewardMember(nn.Module):
+    """One network of the ensemble: trunk, optional action one-hot, FC hidden_size, one raw output."""
+
+    def __init__(self, config: RewardNetConfig, obs_shape: tuple[int, int, int], num_actions: int):
+        super().__init__()
+        if config.arch == "impala":
+            self.trunk = ImpalaCNN(obs_shape, config.impala_channels, config.hidden_size)
+        else:
+            self.trunk = TrexCNN(obs_shape)
+        self.num_actions = num_actions if config.use_action else 0
+        self.head = nn.Sequential(
+            nn.Linear(self.trunk.out_features + self.num_actions, config.hidden_size),
+            nn.LeakyReLU(),
+            nn.Linear(config.hidden_size, 1),
+        )
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
+        features = self.trunk(frames)
+        if self.num_actions:
+            features = torch.cat([features, nn.functional.one_hot(actions, self.num_actions).float()], 1)
+        return self.head(features).squeeze(-1)
+
+
+class RewardNet(nn.Module):
+    """Per-frame learned reward: uint8 frames ``(B, 64, 64, 3)`` (and int64 actions ``(B,)`` when
+    ``use_action``) -> rewards of every member, float ``(ensemble_size, B)``."""
+
+    def __init__(
+        self, config: RewardNetConfig, obs_shape: tuple[int, int, int] = OBS_SHAPE, num_actions: int = NUM_ACTIONS
+    ):
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(RewardMember(config, obs_shape, num_actions) for _ in range(config.ensemble_size))
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        if self.config.use_action and actions is None:
+            raise ValueError("this reward net is r(s, a): pass the actions")
+        raw = torch.stack([member(frames, actions) for member in self.members])
+        if self.config.output == "sigmoid":
+            return torch.sigmoid(raw)
+        if self.config.output == "tanh":
+            return torch.tanh(raw)
+        return raw
+
+    def reward(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """The ensemble-mean reward per frame, ``(B,)``."""
+        return self(frames, actions).mean(0)
+
+    def reward_and_std(
+        self, frames: torch.Tensor, actions: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's mean reward per frame and its spread (std over members; 0 for one member), ``(B,)`` each."""
+        rewards = self(frames, actions)
+        return rewards.mean(0), rewards.std(0, correction=0)
+
+
+def load_reward_net(path: str | Path) -> tuple[RewardNet, dict]:
+    """``(net in eval mode, checkpoint)`` from a reward-model file or a reward run folder (its reward_net.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "reward_net.pt"
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("algo") != ALGO:
+        raise CheckpointError(f"{path} holds a {checkpoint.get('algo')!r} model, not a reward model ('{ALGO}')")
+    try:
+        config = from_dict(RewardNetConfig, checkpoint["config"]["reward_net"], f"in {path}")
+        net = RewardNet(config)
+        net.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, RuntimeError, ConfigError) as err:
+        first = str(err).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: not a usable reward model ({first})") from None
+    return net.eval(), checkpoint
