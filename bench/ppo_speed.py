@@ -179,12 +179,12 @@ def main() -> None:
             results["ours_impala_bf16_sps"] = ours_sps(
                 args.game, "impala", max(1, args.updates // 2), Path(tmp), "bf16"
             )
-            print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
             results["impala_bound"] = impala_bound()
             results["impala_fraction_of_bound"] = (
                 results["ours_impala_sps"] / results["impala_bound"]["bound_steps_per_s"]
             )
-            print(f"this PPO, IMPALA:        {results['ours_impala_sps']:8.0f} steps/s", flush=True)
+            print(f"this PPO, IMPALA, fp32:  {results['ours_impala_sps']:8.0f} steps/s", flush=True)
+            print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
             print(
                 f"IMPALA compute bound:    {results['impala_bound']['bound_steps_per_s']:8.0f} steps/s "
                 f"({results['impala_fraction_of_bound']:.0%} reached)",

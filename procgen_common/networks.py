@@ -35,8 +35,14 @@ class ModelConfig:
 
 
 def frames_to_input(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, H, W, C)`` -> float ``(B, C, H, W)`` in [0, 1], channels_last in memory."""
-    return frames.permute(0, 3, 1, 2).float().div_(255.0)
+    """uint8 ``(B, H, W, C)`` -> float ``(B, C, H, W)`` in [0, 1], channels_last in memory.
+
+    Under autocast the frames go straight to the autocast dtype (bfloat16): half the memory traffic
+    of a float32 copy, and the first convolution need not cast its input again.
+    """
+    device = frames.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    return frames.permute(0, 3, 1, 2).to(dtype).mul_(1.0 / 255.0)
 
 
 class ResidualBlock(nn.Module):
@@ -82,28 +88,55 @@ class ImpalaCNN(nn.Module):
         return torch.relu(self.fc(torch.relu(x).flatten(1)))
 
 
+def space_to_depth_conv(frames: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv`` (kernel 2s, stride s) on uint8 frames, computed as a 2x2 stride-1 convolution on s x s blocks.
+
+    Exactly the same function and parameters as ``conv(frames_to_input(frames))``: each s x s block of
+    pixels becomes one position with s*s*C channels and the kernel is rearranged to match. Under bf16
+    autocast the 3-channel, stride-4 first layer of the Nature CNN is the slowest layer to train on
+    CPU (oneDNN's weight gradient for it); as a 48-channel 2x2 convolution it trains 1.5x faster and
+    the whole network about 1.3x. In fp32 the direct convolution is as fast, so it stays.
+    """
+    batch, height, width, channels = frames.shape
+    s = conv.stride[0]
+    # Block channels ordered (row in block, column in block, colour): each block row is then one
+    # contiguous run of s * C bytes in the frame, which keeps this rearranging copy cheap.
+    blocks = frames.view(batch, height // s, s, width // s, s, channels).permute(0, 1, 3, 2, 4, 5)
+    x = frames_to_input(blocks.reshape(batch, height // s, width // s, s * s * channels))
+    out_channels = conv.weight.shape[0]
+    weight = conv.weight.view(out_channels, channels, 2, s, 2, s).permute(0, 3, 5, 1, 2, 4)
+    weight = weight.reshape(out_channels, channels * s * s, 2, 2)
+    return nn.functional.conv2d(x, weight.contiguous(memory_format=torch.channels_last), conv.bias)
+
+
 class NatureCNN(nn.Module):
     """The DQN Nature encoder (Mnih et al., 2015), the same layers as SB3's ``NatureCNN``."""
 
     def __init__(self, obs_shape: tuple[int, int, int], hidden_size: int):
         super().__init__()
         h, w, c = obs_shape
+        self.conv1 = nn.Conv2d(c, 32, 8, stride=4)
         self.convs = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(32, 64, 4, stride=2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(64, 64, 3, stride=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Flatten(),
         )
         with torch.no_grad():
-            n_flat = self.convs(torch.zeros(1, c, h, w)).shape[1]
+            n_flat = self.convs(self.conv1(torch.zeros(1, c, h, w))).shape[1]
         self.fc = nn.Linear(n_flat, hidden_size)
         self.out_features = hidden_size
+        # The block trick needs frames that tile into stride x stride blocks.
+        self.tiles = h % 4 == 0 and w % 4 == 0
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc(self.convs(frames_to_input(frames))))
+        if self.tiles and torch.is_autocast_enabled(frames.device.type):
+            x = space_to_depth_conv(frames, self.conv1)
+        else:
+            x = self.conv1(frames_to_input(frames))
+        return torch.relu(self.fc(self.convs(x)))
 
 
 def make_encoder(config: ModelConfig, obs_shape: tuple[int, int, int]) -> nn.Module:

@@ -62,3 +62,32 @@ def test_model_config_rejects_empty_impala_channels():
         ModelConfig(impala_channels=[]).validate()
     with pytest.raises(ValueError, match="impala_channels"):
         ModelConfig(impala_channels=[16, 0]).validate()
+
+
+def test_space_to_depth_conv_equals_the_strided_convolution():
+    """The block-rearranged first layer computes the same values and weight gradients as the plain conv."""
+    from procgen_common.networks import NatureCNN, space_to_depth_conv
+
+    torch.manual_seed(0)
+    net = NatureCNN((64, 64, 3), 32)
+    frames = torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8)
+    direct = net.conv1(frames_to_input(frames))
+    blocks = space_to_depth_conv(frames, net.conv1)
+    assert blocks.shape == direct.shape == (5, 32, 15, 15)
+    torch.testing.assert_close(blocks, direct, rtol=1e-5, atol=1e-5)
+    grad_direct = torch.autograd.grad(direct.square().sum(), net.conv1.weight)[0]
+    grad_blocks = torch.autograd.grad(blocks.square().sum(), net.conv1.weight)[0]
+    torch.testing.assert_close(grad_blocks, grad_direct, rtol=1e-4, atol=1e-3)
+
+
+def test_nature_cnn_under_bf16_autocast_matches_fp32():
+    """bf16 autocast (which takes the block path) stays within bf16 precision of the fp32 network."""
+    from procgen_common.networks import NatureCNN
+
+    torch.manual_seed(0)
+    net = NatureCNN((64, 64, 3), 64)
+    frames = torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8)
+    full = net(frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = net(frames).float()
+    assert (half - full).abs().max() < 0.05 * full.abs().max()
