@@ -24,13 +24,14 @@ import torch
 from tqdm import tqdm
 
 from baseline_agent.ppo import PPOConfig, RewardScaler, compute_gae, ppo_loss
-from procgen_common.checkpoint import load_checkpoint, save_checkpoint
-from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
+from procgen_common.checkpoint import save_checkpoint
+from procgen_common.cli import config_parser, main_guard
+from procgen_common.config import bounded, load_config, save_config, to_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig, ProcgenVecEnv
 from procgen_common.evaluation import run_episodes, summarize
 from procgen_common.logger import LogConfig, RunLogger
 from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig, sample_actions
+from procgen_common.runs import pick_device, prepare_run_dir
 
 
 @dataclass
@@ -156,51 +157,10 @@ def checkpoint_steps(total_steps: int, num_checkpoints: int) -> list[int]:
     return [round(k * total_steps / (num_checkpoints - 1)) for k in range(num_checkpoints)]
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("train.device: cuda was asked for but torch sees no CUDA device; use auto or cpu")
-    return torch.device(name)
-
-
-def prepare_run_dir(config: Config) -> dict | None:
-    """Check the run folder; return the latest checkpoint to resume from (or None for a fresh run).
-
-    A fresh run never overwrites an earlier one: a folder that already holds a run is an error
-    unless train.resume=true.
-    """
-    run_dir = config.run_dir
-    latest = run_dir / "checkpoints" / "latest.pt"
-    saved_config = run_dir / "config.yaml"
-    if not config.train.resume:
-        if latest.exists() or saved_config.exists():
-            raise UserError(
-                f"run.dir: {run_dir} already holds a run; pass train.resume=true to continue it "
-                "or choose another run.dir"
-            )
-        return None
-    if not latest.exists():
-        print(f"train.resume: no checkpoint in {run_dir}; starting a fresh run", file=sys.stderr)
-        return None
-    checkpoint = load_checkpoint(latest)
-    saved = checkpoint["config"]
-    for section in RESUME_MUST_MATCH:
-        if saved.get(section) != to_dict(config)[section]:
-            diff = [k for k, v in to_dict(config)[section].items() if saved.get(section, {}).get(k) != v]
-            raise UserError(
-                f"train.resume: {', '.join(f'{section}.{k}' for k in diff)} differ from the run in {run_dir} "
-                f"(see its config.yaml); resume with the same settings or use another run.dir"
-            )
-    if saved_config.exists():
-        read_yaml(saved_config)  # a corrupt config.yaml is reported before any work
-    return checkpoint
-
-
 def train(config: Config) -> Path:
     """Run PPO training as configured; returns the run folder."""
     run_dir = config.run_dir
-    resume_from = prepare_run_dir(config)
+    resume_from = prepare_run_dir(run_dir, config, config.train.resume, RESUME_MUST_MATCH)
     device = pick_device(config.train.device)
     torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
     torch.manual_seed(config.train.seed)

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from baseline_agent.train import pick_device
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import UserError, main_guard
+from procgen_common.runs import pick_device
 from trex.demos import DemoInfo, DemoSet
 from trex.plots import ScatterPanel, Trace, scatter_png, traces_png
 from trex.reward_net import RewardNet, load_reward_net

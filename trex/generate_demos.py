@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from baseline_agent.train import pick_device
 from procgen_common.agents import load_agent
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game
+from procgen_common.runs import pick_device
 from trex.demos import Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
 from trex.sb3_agent import load_sb3_agent
 

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from baseline_agent.train import pick_device
-from procgen_common.checkpoint import load_checkpoint, save_checkpoint
+from procgen_common.checkpoint import save_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, save_config, to_dict
 from procgen_common.logger import LogConfig, RunLogger
+from procgen_common.runs import pick_device, prepare_run_dir
 from trex.demos import DemoFrames, DemoSet, load_frames
 from trex.evaluate_reward import evaluate, summary_lines
 from trex.pairs import (
@@ -275,38 +275,13 @@ def draw_pairs(
         raise UserError(f"data.min_len: {err}") from None
 
 
-def prepare_run_dir(config: Config, run_dir: Path) -> dict | None:
-    """The latest checkpoint to resume from, or None for a fresh run (which never overwrites a run)."""
-    latest = run_dir / "checkpoints" / "latest.pt"
-    if not config.train.resume:
-        if latest.exists() or (run_dir / "config.yaml").exists():
-            raise UserError(
-                f"run.dir: {run_dir} already holds a run; pass train.resume=true to continue it "
-                "or choose another run.dir"
-            )
-        return None
-    if not latest.exists():
-        print(f"train.resume: no checkpoint in {run_dir}; starting a fresh run", file=sys.stderr)
-        return None
-    checkpoint = load_checkpoint(latest)
-    for section in RESUME_MUST_MATCH:
-        saved, now = checkpoint["config"].get(section, {}), to_dict(config)[section]
-        diff = [k for k, v in now.items() if saved.get(k) != v]
-        if diff:
-            raise UserError(
-                f"train.resume: {', '.join(f'{section}.{k}' for k in diff)} differ from the run in {run_dir} "
-                "(see its config.yaml); resume with the same settings or use another run.dir"
-            )
-    return checkpoint
-
-
 def train(config: Config) -> Path:
     """Train the reward model as configured, then evaluate it on held-out demos; returns the run folder."""
     demo_set = DemoSet.open(config.data.demos)
     test_set = DemoSet.open(config.data.test_demos) if config.data.test_demos else demo_set
     test_set.check_same_game(demo_set.game, demo_set.distribution_mode, f"data.demos {demo_set.folder}")
     run_dir = Path(config.run.dir or f"runs/trex-{demo_set.game}-{config.reward_net.arch}-seed{config.train.seed}")
-    resume_from = prepare_run_dir(config, run_dir)
+    resume_from = prepare_run_dir(run_dir, config, config.train.resume, RESUME_MUST_MATCH)
     device = pick_device(config.train.device)
     torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
     t, data = config.train, config.data

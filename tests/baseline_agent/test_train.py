@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from baseline_agent.train import Config, checkpoint_steps, prepare_run_dir, train
+from baseline_agent.train import RESUME_MUST_MATCH, Config, checkpoint_steps, train
 from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError
 from procgen_common.config import load_config
+from procgen_common.runs import prepare_run_dir
 from tests.conftest import BATCH, NUM_ENVS, TINY_RUN_EXTRA, tiny_config, train_tiny
 
 TINY_TOTAL = 4 * BATCH  # the shared tiny run's train.total_steps
@@ -124,7 +125,7 @@ def test_second_fresh_run_is_refused_even_with_only_config_yaml(tmp_path):
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("{}\n")
     with pytest.raises(UserError, match="already holds a run"):
-        prepare_run_dir(tiny_config(run_dir))
+        prepare_run_dir(run_dir, tiny_config(run_dir), False, RESUME_MUST_MATCH)
 
 
 def _first_losses(run_dir: Path) -> dict[str, str]:
