@@ -43,12 +43,12 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int | None]:
 
 def config_parser(prog: str, description: str, config_cls: type, example: str) -> argparse.ArgumentParser:
     """``prog -c CONFIG [key=value ...]`` with every config key documented in --help."""
-    keys = "\n".join(describe(config_cls))
+    keys = "\n".join(describe(config_cls)).lstrip("\n")
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"example:\n  {example}\n\nconfig keys (set in the YAML file or as key=value):{keys}",
+        epilog=f"example:\n  {example}\n\nconfig keys (set in the YAML file or as key=value):\n{keys}",
     )
     parser.add_argument(
         "-c", "--config", metavar="CONFIG", help="YAML preset (e.g. configs/cpu.yaml); omitted keys take defaults"
