@@ -1,0 +1,95 @@
+"""The T-REX benchmark scripts end to end on tiny inputs: every part runs and writes its results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import torch
+
+from tests.conftest import REPO
+
+TINY_REWARD = [
+    "data.min_len=4",
+    "data.max_len=8",
+    "data.pairs_per_epoch=32",
+    "data.val_pairs=16",
+    "data.val_fraction=0.4",
+    "log.tensorboard=false",
+]
+
+
+def _script(name: str):
+    """Import ``bench/<name>.py`` (bench is a folder of scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trex_speed_measures_every_part_against_its_bound(synthetic_demos, demonstrator_run, tmp_path):
+    out = tmp_path / "speed.json"
+    results = _script("trex_speed").main(
+        [
+            "--demos",
+            str(synthetic_demos),
+            "--checkpoints",
+            str(demonstrator_run),
+            "-c",
+            str(REPO / "configs" / "trex-reward-cpu.yaml"),
+            "--threads=1",
+            "--rounds=1",
+            "--bare-batches=2",
+            "--memory-demos",
+            "0",
+            "--memory-epochs=1",
+            "--gen-levels=2",
+            "--demo-config",
+            str(REPO / "configs" / "trex-cpu.yaml"),
+            "--gen-episodes=1",
+            f"--out={out}",
+            *TINY_REWARD,
+        ]
+    )
+    torch.set_num_threads(1)
+    assert json.loads(out.read_text()) == results and out.with_suffix(".md").is_file()
+    training, generation = results["reward_training"], results["generation"]
+    assert training["trainer_frames_per_s"] > 0 and training["ratio"] > 0
+    assert generation["rollout_frames"] > 0 and 0 < generation["batch_use"] <= 1
+    assert generation["save_frames_per_s"] > 0
+    (memory,) = results["memory"]
+    assert memory["num_demos"] == 40  # every training demo of the synthetic set
+    assert memory["demo_bytes"] == 40 * 30 * 64 * 64 * 3 and memory["peak_increase"] > 0
+
+
+def test_trex_quality_trains_evaluates_summarises_and_resumes(demonstrator_run, tmp_path):
+    quality = _script("trex_quality")
+    argv = [
+        "--runs",
+        f"starpilot={demonstrator_run}",
+        "--num-demos=16",
+        "--seeds=0",
+        "--train-levels=4",
+        "--test-levels=2",
+        "--demo-config",
+        str(REPO / "configs" / "trex-cpu.yaml"),
+        "--demo-option=torch_threads=1",
+        f"--out={tmp_path}",
+        *TINY_REWARD,
+        "train.epochs=1",
+        "train.torch_threads=1",
+    ]
+    summary = quality.main(argv)
+    torch.set_num_threads(1)
+    game = summary["games"]["starpilot"]
+    # 2 checkpoints x 4 levels x 2 episodes (enough for 16 demos), and 2 checkpoints x 2 held-out levels.
+    assert game["train_demos"]["demos"] == 16 and game["test_demos"]["demos"] == 4
+    cell = game["cells"]["off"][16]
+    assert cell["seeds"] == 1 and set(cell) >= {"learned", "episode_length", "untrained_net", "beats_length"}
+    assert cell["learned"]["pair_accuracy"]["n"] == 1
+    assert (tmp_path / "summary.md").read_text().startswith("| game | start prior |")
+
+    metrics = tmp_path / "starpilot" / "prior-off" / "n16-seed0" / "eval" / "metrics.json"
+    written = metrics.stat().st_mtime_ns
+    again = quality.main(argv)  # everything exists: nothing is played or trained again
+    assert metrics.stat().st_mtime_ns == written and again["games"] == summary["games"]
