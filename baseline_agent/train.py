@@ -15,9 +15,10 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from procgen_common.evaluation import run_episodes, summarize
 from procgen_common.logger import LogConfig, RunLogger
 from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig, sample_actions
 from procgen_common.runs import pick_device, prepare_run_dir
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.vec_env import VecEnv
 
 
 @dataclass
@@ -135,6 +139,7 @@ PROGRESS_COLUMNS = [
     "time/elapsed_s",
     "time/sps",
     "charts/episodic_return",
+    "charts/learned_return",
     "charts/episodic_length",
     "charts/episodes",
     "charts/learning_rate",
@@ -157,8 +162,12 @@ def checkpoint_steps(total_steps: int, num_checkpoints: int) -> list[int]:
     return [round(k * total_steps / (num_checkpoints - 1)) for k in range(num_checkpoints)]
 
 
-def train(config: Config) -> Path:
-    """Run PPO training as configured; returns the run folder."""
+def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
+    """Run PPO training as configured; returns the run folder.
+
+    ``wrap_env(env)``, if given, wraps the training env (e.g. ``policies.reward_wrapper``'s learned
+    reward); when its episode infos carry ``learned_r``, their mean is logged as ``charts/learned_return``.
+    """
     run_dir = config.run_dir
     resume_from = prepare_run_dir(run_dir, config, config.train.resume, RESUME_MUST_MATCH)
     device = pick_device(config.train.device)
@@ -175,6 +184,7 @@ def train(config: Config) -> Path:
     step, update, elapsed = 0, 0, 0.0
     recent_returns: deque[float] = deque(maxlen=100)
     recent_lengths: deque[int] = deque(maxlen=100)
+    recent_learned: deque[float] = deque(maxlen=100)
     episodes_seen = 0
     if resume_from is not None:
         net.load_state_dict(resume_from["model"])
@@ -184,6 +194,7 @@ def train(config: Config) -> Path:
         step, update, elapsed = resume_from["step"], resume_from["update"], resume_from["elapsed_s"]
         recent_returns.extend(resume_from["recent_returns"])
         recent_lengths.extend(resume_from["recent_lengths"])
+        recent_learned.extend(resume_from.get("recent_learned_returns", []))
         episodes_seen = resume_from["episodes"]
         done = " (already finished)" if step >= c.train.total_steps else ""
         print(f"resuming {run_dir} from step {step:,}{done}", file=sys.stderr)
@@ -197,6 +208,8 @@ def train(config: Config) -> Path:
     # A resumed run draws a new level order: Procgen's C++ state is not saved, so replaying the
     # first seed's levels would repeat the start of training.
     env = ProcgenVecEnv(c.env, "train", seed=c.train.seed * 1_000_003 + update)
+    if wrap_env is not None:
+        env = wrap_env(env)
 
     targets = checkpoint_steps(c.train.total_steps, c.train.num_checkpoints)
     next_eval = (step // c.eval.every_steps + 1) * c.eval.every_steps if c.eval.every_steps else None
@@ -223,6 +236,7 @@ def train(config: Config) -> Path:
             "episodes": episodes_seen,
             "recent_returns": list(recent_returns),
             "recent_lengths": list(recent_lengths),
+            "recent_learned_returns": list(recent_learned),
         }
 
     def save_series_due(previous_step: int) -> None:
@@ -282,6 +296,8 @@ def train(config: Config) -> Path:
                 for i in np.flatnonzero(dones):
                     recent_returns.append(infos[i]["episode"]["r"])
                     recent_lengths.append(infos[i]["episode"]["l"])
+                    if "learned_r" in infos[i]["episode"]:
+                        recent_learned.append(infos[i]["episode"]["learned_r"])
                     episodes_seen += 1
             net.train()
 
@@ -334,6 +350,7 @@ def train(config: Config) -> Path:
                     "time/elapsed_s": round(elapsed, 1),
                     "time/sps": batch_size / (time.monotonic() - t_start),
                     "charts/episodic_return": mean_return,
+                    "charts/learned_return": float(np.mean(recent_learned)) if recent_learned else None,
                     "charts/episodic_length": float(np.mean(recent_lengths)) if recent_lengths else None,
                     "charts/episodes": episodes_seen,
                     "charts/learning_rate": optimizer.param_groups[0]["lr"],

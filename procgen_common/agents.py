@@ -21,6 +21,9 @@ from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig
 
 AGENT_LOADERS = {
     "ppo": "procgen_common.agents:load_ppo_agent",
+    "ppo_gru": "policies.ppo_gru:load_ppo_gru_agent",
+    "rainbow": "policies.rainbow:load_rainbow_agent",
+    "sb3_ppo": "policies.sb3_ppo:load_sb3_ppo_agent",
 }
 
 

@@ -1,0 +1,176 @@
+"""Train an agent on the true reward or on a learned T-REX reward: one trainer for every algorithm.
+
+    python -m policies.train -c configs/policy-ppo-learned.yaml reward.model=runs/trex-starpilot-trex-seed0
+
+``agent.algo`` picks the learner: ``ppo`` (the demonstrator's PPO, ``baseline_agent.train``),
+``ppo_gru`` (recurrent PPO, ``policies.ppo_gru``), ``rainbow`` (Rainbow DQN, ``policies.rainbow``) or
+``sb3_ppo`` (stable-baselines3's PPO, a reference for cross-checks). ``reward.source=learned`` puts the
+reward model ``reward.model`` on the training env (``policies.reward_wrapper``); the true return is
+still logged (``charts/episodic_return``) beside the learned one (``charts/learned_return``), and the
+held-out evaluation always plays the game's true reward.
+
+The run folder and checkpoints are the foundation's (config.yaml, progress.csv, tb/,
+checkpoints/step_<step>.pt and latest.pt, ``train.resume=true``), so ``test_policy.py RUN`` evaluates
+every algorithm.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from baseline_agent.train import Config as BaselineConfig
+from policies.ppo_gru import GRUConfig
+from policies.rainbow import RainbowConfig
+from policies.reward_wrapper import RewardConfig, reward_wrapper
+from procgen_common.cli import config_parser, main_guard
+from procgen_common.config import load_config
+from procgen_common.runs import pick_device, prepare_run_dir
+
+Algo = Literal["ppo", "ppo_gru", "rainbow", "sb3_ppo"]
+
+# Each algorithm's trainer, ``train(config, wrap_env) -> run folder``, imported on use.
+TRAINERS = {
+    "ppo": "baseline_agent.train:train",
+    "ppo_gru": "policies.ppo_gru:train",
+    "rainbow": "policies.rainbow:train",
+    "sb3_ppo": "policies.sb3_ppo:train",
+}
+# baseline_agent.train checks a resume against env, model and ppo; here the agent and reward must match too.
+PPO_RESUME_MUST_MATCH = ("env", "model", "ppo", "agent", "reward")
+
+
+@dataclass
+class AgentConfig:
+    """Which algorithm learns the policy."""
+
+    algo: Algo = "ppo"
+    """'ppo': the demonstrator's PPO; 'ppo_gru': recurrent PPO with a GRU (gru.*); 'rainbow': Rainbow DQN
+    (rainbow.*); 'sb3_ppo': stable-baselines3's PPO with the Nature CNN (a reference for cross-checks)."""
+
+
+@dataclass
+class RunConfig:
+    """Where outputs go."""
+
+    dir: str | None = None
+    """Run folder; null = runs/<agent.algo>-<game>-<reward.source>-seed<seed>."""
+
+
+@dataclass
+class Config(BaselineConfig):
+    """Agent training on the true or a learned reward (policies.train). The env, model, ppo, train, eval and
+    log sections are the demonstrator's; ppo.* applies to ppo, ppo_gru and sb3_ppo."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    """Where outputs go."""
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    """Which algorithm learns the policy."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """The reward the agent trains on."""
+    gru: GRUConfig = field(default_factory=GRUConfig)
+    """Recurrent core (agent.algo=ppo_gru)."""
+    rainbow: RainbowConfig = field(default_factory=RainbowConfig)
+    """Rainbow DQN (agent.algo=rainbow)."""
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Environment steps between two rows of progress.csv (and checkpoint opportunities)."""
+        if self.agent.algo == "rainbow":
+            return self.env.num_envs * self.rainbow.log_every
+        return self.batch_size
+
+    @property
+    def run_dir(self) -> Path:
+        if self.run.dir:
+            return Path(self.run.dir)
+        return Path("runs") / f"{self.agent.algo}-{self.env.game}-{self.reward.source}-seed{self.train.seed}"
+
+    def validate(self) -> None:
+        algo = self.agent.algo
+        if algo == "rainbow":
+            self._validate_rainbow()
+        else:
+            super().validate()  # checkpoint spacing and minibatches of a PPO update
+            if self.reward.scale:
+                raise ValueError(
+                    f"reward.scale: {algo} scales rewards itself (ppo.reward_scaling); leave reward.scale false"
+                )
+        if algo == "ppo_gru" and self.env.num_envs % self.ppo.num_minibatches:
+            raise ValueError(
+                f"ppo.num_minibatches: ppo_gru's minibatches are groups of whole environments, so "
+                f"{self.ppo.num_minibatches} must divide env.num_envs = {self.env.num_envs}"
+            )
+        if algo == "sb3_ppo":
+            if self.model.arch != "nature":
+                raise ValueError("model.arch: sb3_ppo uses SB3's CnnPolicy, the Nature CNN; set model.arch=nature")
+            if self.train.precision != "fp32":
+                raise ValueError("train.precision: sb3_ppo runs in fp32 only; set train.precision=fp32")
+
+    def _validate_rainbow(self) -> None:
+        r, n = self.rainbow, self.train.num_checkpoints
+        per = self.steps_per_iteration
+        if n > 1 and self.train.total_steps / (n - 1) < per:
+            fit = self.train.total_steps // per + 1
+            raise ValueError(
+                f"train.num_checkpoints: {n} checkpoints are closer than one log interval ({per} steps = "
+                f"env.num_envs x rainbow.log_every) over {self.train.total_steps} steps; at most {fit} fit"
+            )
+        slots = r.buffer_size // self.env.num_envs
+        if slots < r.n_step + 2:
+            raise ValueError(
+                f"rainbow.buffer_size: {r.buffer_size} leaves {slots} steps per environment; n-step returns need "
+                f"at least {r.n_step + 2} (>= {(r.n_step + 2) * self.env.num_envs} transitions)"
+            )
+        sampleable = (slots - r.n_step) * self.env.num_envs
+        if r.learning_starts > sampleable:
+            raise ValueError(
+                f"rainbow.learning_starts: {r.learning_starts} is more than a full buffer can replay "
+                f"({sampleable}); lower it or raise rainbow.buffer_size"
+            )
+
+
+def train(config: Config) -> Path:
+    """Train the configured agent on the configured reward; returns the run folder.
+
+    A bad reward model (missing, corrupt, not a reward model, another game) stops here before any work.
+    """
+    algo = config.agent.algo
+    gamma = config.rainbow.gamma if algo == "rainbow" else config.ppo.gamma
+    wrap_env = reward_wrapper(config.reward, config.env, gamma, pick_device(config.train.device))
+    if algo == "ppo" and config.train.resume and (config.run_dir / "checkpoints" / "latest.pt").exists():
+        prepare_run_dir(config.run_dir, config, True, PPO_RESUME_MUST_MATCH)
+    module, function = TRAINERS[algo].split(":")
+    return getattr(importlib.import_module(module), function)(config, wrap_env)
+
+
+DESCRIPTION = """Train an agent (ppo, ppo_gru, rainbow or sb3_ppo) on a Procgen game's true reward or on a learned
+T-REX reward model, logging the true and the learned episode returns side by side. Writes config.yaml,
+progress.csv, tb/ and checkpoints/ to run.dir; evaluate the result with `python test_policy.py RUN`."""
+
+
+@main_guard
+def main(argv: list[str] | None = None) -> None:
+    parser = config_parser(
+        "python -m policies.train",
+        DESCRIPTION,
+        Config,
+        "python -m policies.train -c configs/policy-ppo-learned.yaml reward.model=runs/trex-starpilot-trex-seed0",
+    )
+    args = parser.parse_args(argv)
+    config = load_config(Config, args.config, args.overrides)
+    if not config.env.held_out:
+        print("note: env.num_levels=0 trains on the full level distribution, so no level is held out", file=sys.stderr)
+    if config.reward.source == "env" and config.reward.model:
+        print(
+            "note: reward.source=env: the agent trains on the game's reward and reward.model is unused", file=sys.stderr
+        )
+    run_dir = train(config)
+    print(f"done: {run_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""What every trainer in ``policies`` does around its own updates, written once.
+
+``TrainingRun`` holds a run of the foundation's shape (the same as ``baseline_agent.train``): the
+checked run folder and its ``config.yaml``, ``progress.csv`` and TensorBoard through ``RunLogger``, the
+tqdm bar, the checkpoint series ``checkpoints/step_<step>.pt`` (evenly spaced from the initial to the
+final policy) and ``checkpoints/latest.pt`` for resuming, and the periodic held-out evaluation.
+``EpisodeStats`` keeps the last 100 training episodes' true and learned returns side by side.
+
+An algorithm's loop stays flat: it builds its networks, restores them from ``run.resume_from``, calls
+``run.begin(...)``, then per iteration collects experience, updates, and calls ``run.end_iteration``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import VecEnv
+from tqdm import tqdm
+
+from baseline_agent.train import checkpoint_steps
+from procgen_common.checkpoint import save_checkpoint
+from procgen_common.config import save_config, to_dict
+from procgen_common.env import ProcgenVecEnv
+from procgen_common.evaluation import run_episodes, summarize
+from procgen_common.logger import RunLogger
+from procgen_common.runs import pick_device, prepare_run_dir
+
+# Columns every trainer logs; each algorithm adds its own losses.
+COMMON_COLUMNS = [
+    "time/elapsed_s",
+    "time/sps",
+    "charts/episodic_return",
+    "charts/learned_return",
+    "charts/episodic_length",
+    "charts/episodes",
+]
+EVAL_COLUMNS = ["eval/train_return", "eval/test_return", "eval/all_return"]
+
+
+class EpisodeStats:
+    """The last 100 training episodes: true return, learned return (under a learned reward), length."""
+
+    def __init__(self):
+        self.returns: deque[float] = deque(maxlen=100)
+        self.learned_returns: deque[float] = deque(maxlen=100)
+        self.lengths: deque[int] = deque(maxlen=100)
+        self.episodes = 0
+
+    def record(self, dones: np.ndarray, infos: list[dict]) -> None:
+        for i in np.flatnonzero(dones):
+            episode = infos[i]["episode"]
+            self.returns.append(episode["r"])
+            self.lengths.append(episode["l"])
+            if "learned_r" in episode:
+                self.learned_returns.append(episode["learned_r"])
+            self.episodes += 1
+
+    @property
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.returns)) if self.returns else None
+
+    def metrics(self) -> dict:
+        return {
+            "charts/episodic_return": self.mean_return,
+            "charts/learned_return": float(np.mean(self.learned_returns)) if self.learned_returns else None,
+            "charts/episodic_length": float(np.mean(self.lengths)) if self.lengths else None,
+            "charts/episodes": self.episodes,
+        }
+
+    def state_dict(self) -> dict:
+        # The keys baseline_agent.train's checkpoints use.
+        return {
+            "episodes": self.episodes,
+            "recent_returns": list(self.returns),
+            "recent_lengths": list(self.lengths),
+            "recent_learned_returns": list(self.learned_returns),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.episodes = state["episodes"]
+        self.returns.extend(state["recent_returns"])
+        self.lengths.extend(state["recent_lengths"])
+        self.learned_returns.extend(state.get("recent_learned_returns", []))
+
+
+class TrainingRun:
+    """The run folder, logging, checkpoints and evaluation of one training run of ``algo``.
+
+    ``config`` is a ``policies.train.Config``; ``must_match`` names the sections a resume must keep.
+    """
+
+    def __init__(self, config, algo: str, columns: Sequence[str], must_match: Sequence[str]):
+        self.config, self.algo = config, algo
+        self.run_dir: Path = config.run_dir
+        self.columns = [*COMMON_COLUMNS, *columns, *EVAL_COLUMNS]
+        self.resume_from = prepare_run_dir(self.run_dir, config, config.train.resume, must_match)
+        self.device = pick_device(config.train.device)
+        torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
+        torch.manual_seed(config.train.seed)
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.train.precision == "bf16")
+        self.step, self.update, self.elapsed = 0, 0, 0.0
+        self.episodes = EpisodeStats()
+        if self.resume_from is not None:
+            saved = self.resume_from
+            self.step, self.update, self.elapsed = saved["step"], saved["update"], saved["elapsed_s"]
+            self.episodes.load_state_dict(saved)
+            done = " (already finished)" if self.step >= config.train.total_steps else ""
+            print(f"resuming {self.run_dir} from step {self.step:,}{done}", file=sys.stderr)
+        self.logger: RunLogger | None = None
+        self.bar: tqdm | None = None
+
+    def make_env(self, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> VecEnv:
+        """The training env, wrapped by ``wrap_env`` (e.g. the learned reward) when given."""
+        c = self.config
+        # A resumed run draws a new level order: Procgen's C++ state is not saved, so replaying the
+        # first seed's levels would repeat the start of training (as baseline_agent.train).
+        env = ProcgenVecEnv(c.env, "train", seed=c.train.seed * 1_000_003 + self.update)
+        return wrap_env(env) if wrap_env is not None else env
+
+    def begin(self, state: Callable[[], dict], make_agent: Callable[[], object], net: torch.nn.Module) -> None:
+        """Open the logs and the progress bar. ``state()`` gives the algorithm's checkpoint entries (at least
+        ``model``); ``make_agent()`` an agent for evaluation, after which ``net`` returns to train mode."""
+        c = self.config
+        self.state, self.make_agent, self.net = state, make_agent, net
+        if self.resume_from is not None:
+            # Restored after the networks were built (their initialisation draws from the same generator).
+            torch.set_rng_state(self.resume_from["rng"]["torch"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(c, self.run_dir / "config.yaml")
+        # With train.resume=true and no checkpoint, rows from the unsaved attempt are dropped (step 0).
+        resume_step = self.step if c.train.resume else None
+        self.logger = RunLogger(self.run_dir, self.columns, c.log, resume_step=resume_step, run_config=to_dict(c))
+        self.targets = checkpoint_steps(c.train.total_steps, c.train.num_checkpoints)
+        every = c.eval.every_steps
+        self.next_eval = (self.step // every + 1) * every if every else None
+        if self.step == 0:
+            self._save_series_due(-1)  # the initial policy opens the series
+        self.bar = tqdm(
+            total=c.train.total_steps,
+            initial=self.step,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            desc=f"{self.algo} {c.env.game}",
+            file=sys.stderr,
+            mininterval=1.0,
+        )
+        self.last_save = time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.config.train.total_steps
+
+    def payload(self) -> dict:
+        return {
+            "algo": self.algo,
+            "step": self.step,
+            "mean_return": self.episodes.mean_return,
+            "config": to_dict(self.config),
+            **self.state(),
+            "rng": {"torch": torch.get_rng_state()},
+            "update": self.update,
+            "elapsed_s": self.elapsed,
+            **self.episodes.state_dict(),
+        }
+
+    def _save_series_due(self, previous_step: int) -> None:
+        # One file at the first iteration boundary at or after each target step.
+        if any(previous_step < target <= self.step for target in self.targets):
+            save_checkpoint(self.run_dir / "checkpoints" / f"step_{self.step:09d}.pt", self.payload())
+
+    def evaluate(self) -> dict:
+        c = self.config
+        agent = self.make_agent()
+        out = {}
+        try:
+            for split in c.eval.splits:
+                results = run_episodes(
+                    agent, c.env, split, c.eval.episodes, seed=c.train.seed + 10_000, deterministic=c.eval.deterministic
+                )
+                out[f"eval/{split}_return"] = summarize(results, c.env.game, c.env.distribution_mode)["mean_return"]
+        finally:
+            self.net.train()
+        return out
+
+    def end_iteration(self, env_steps: int, t_start: float, metrics: dict) -> dict:
+        """Count ``env_steps`` more steps, evaluate when due, log a row, checkpoint; returns the logged row."""
+        c = self.config
+        self.step += env_steps
+        self.update += 1
+        self.elapsed += time.monotonic() - t_start
+        row = {
+            "time/elapsed_s": round(self.elapsed, 1),
+            "time/sps": env_steps / (time.monotonic() - t_start),
+            **self.episodes.metrics(),
+            **metrics,
+        }
+        if self.next_eval is not None and (self.step >= self.next_eval or self.done):
+            row.update(self.evaluate())
+            while self.next_eval <= self.step:
+                self.next_eval += c.eval.every_steps
+        self.logger.log(self.step, row)
+        self.bar.update(env_steps)
+        postfix = {"sps": f"{row['time/sps']:.0f}"}
+        if row["charts/episodic_return"] is not None:
+            postfix["return"] = f"{row['charts/episodic_return']:.2f}"
+        if row["charts/learned_return"] is not None:
+            postfix["learned"] = f"{row['charts/learned_return']:.2f}"
+        if "eval/test_return" in row:
+            postfix["test"] = f"{row['eval/test_return']:.2f}"
+        self.bar.set_postfix(postfix)
+        self._save_series_due(self.step - env_steps)
+        if time.monotonic() - self.last_save >= 60 * c.train.save_interval_minutes or self.done:
+            save_checkpoint(self.run_dir / "checkpoints" / "latest.pt", self.payload())
+            self.last_save = time.monotonic()
+        return row
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.logger is not None:
+            self.logger.close()

@@ -1,0 +1,135 @@
+"""The learned-reward wrapper: it scores the frame each action was chosen on, never the next episode's
+first frame, keeps the true reward, and reports true and learned episode returns side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.vec_env import VecEnvWrapper
+from torch import nn
+
+from baseline_agent.ppo import RewardScaler
+from policies.reward_wrapper import LearnedRewardVecEnv, combine_members
+from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv
+
+
+class MeanPixelReward(nn.Module):
+    """A one-member 'reward model' with a known answer: the frame's mean pixel value / 255, ``(1, B)``."""
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        return frames.double().mean((1, 2, 3))[None].float() / 255.0
+
+
+class ActionReward(nn.Module):
+    """An r(s, a) model whose reward is the action taken (checks that the wrapper passes the actions)."""
+
+    class Config:
+        use_action = True
+
+    config = Config()
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        return actions.float()[None]
+
+
+class RecordTrueRewards(VecEnvWrapper):
+    """Passes steps through, keeping the env's own rewards of the last step."""
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.last_rewards = rewards.copy()
+        return obs, rewards, dones, infos
+
+
+def _procgen(seed: int = 3) -> ProcgenVecEnv:
+    return ProcgenVecEnv(EnvConfig(num_envs=4, num_levels=20, num_threads=0), num_envs=4, seed=seed)
+
+
+def test_wrapper_scores_the_pre_action_frame_and_never_the_next_episodes_first_frame():
+    recorder = RecordTrueRewards(_procgen())
+    env = LearnedRewardVecEnv(recorder, MeanPixelReward())
+    rng = np.random.default_rng(0)
+    obs = env.reset()
+    learned_sums, true_sums = np.zeros(4), np.zeros(4)
+    episode_ends = 0
+    try:
+        for _ in range(300):
+            seen = obs.copy()  # the frames the actions are chosen on
+            obs, rewards, dones, infos = env.step(rng.integers(0, NUM_ACTIONS, 4))
+            expected = seen.mean((1, 2, 3)) / 255.0
+            np.testing.assert_allclose(rewards, expected, rtol=1e-5)
+            assert rewards.dtype == np.float32
+            for i, info in enumerate(infos):
+                assert info["true_reward"] == recorder.last_rewards[i]
+            learned_sums += expected
+            true_sums += recorder.last_rewards
+            for i in np.flatnonzero(dones):
+                episode_ends += 1
+                terminal = infos[i]["terminal_observation"]
+                # ProcgenVecEnv's terminal observation is the pre-action frame: the one that must be scored ...
+                np.testing.assert_array_equal(terminal, seen[i])
+                assert rewards[i] == pytest.approx(terminal.mean() / 255.0, rel=1e-5)
+                # ... and not the next episode's first frame, which the env has already returned.
+                assert rewards[i] != pytest.approx(obs[i].mean() / 255.0, rel=1e-5)
+                episode = infos[i]["episode"]
+                assert episode["learned_r"] == pytest.approx(learned_sums[i], rel=1e-5)
+                assert episode["r"] == pytest.approx(true_sums[i])
+                learned_sums[i] = true_sums[i] = 0.0
+    finally:
+        env.close()
+    assert episode_ends >= 5
+
+
+def test_wrapper_passes_the_actions_to_an_action_conditioned_reward():
+    env = LearnedRewardVecEnv(_procgen(), ActionReward())
+    env.reset()
+    try:
+        for actions in ([0, 1, 2, 3], [14, 7, 7, 0]):
+            _, rewards, _, _ = env.step(np.array(actions))
+            np.testing.assert_array_equal(rewards, np.array(actions, dtype=np.float32))
+    finally:
+        env.close()
+
+
+def test_ensemble_mean_minus_k_std_and_sigmoid():
+    members = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]])  # 2 members x 3 frames
+    torch.testing.assert_close(combine_members(members, 0.0), torch.tensor([2.0, 0.0, 2.0]))
+    # Population std over the members: 1, 0, 0.
+    torch.testing.assert_close(combine_members(members, 0.5), torch.tensor([1.5, 0.0, 2.0]))
+    torch.testing.assert_close(combine_members(members[:1], 3.0), members[0])  # one member: no spread
+
+    class TwoMembers(nn.Module):
+        def forward(self, frames, actions=None):
+            mean = frames.double().mean((1, 2, 3)).float() / 255.0
+            return torch.stack([mean, mean + 1.0])
+
+    env = LearnedRewardVecEnv(_procgen(), TwoMembers(), sigmoid=True, std_coef=2.0)
+    obs = env.reset()
+    try:
+        _, rewards, _, _ = env.step(np.zeros(4, dtype=np.int64))
+    finally:
+        env.close()
+    expected = 1.0 / (1.0 + np.exp(-(obs.mean((1, 2, 3)) / 255.0 + 0.5 - 2.0 * 0.5)))
+    np.testing.assert_allclose(rewards, expected, rtol=1e-5)
+
+
+def test_running_scaling_is_the_ppo_reward_scaler_on_the_learned_rewards():
+    env = LearnedRewardVecEnv(_procgen(), MeanPixelReward(), scale=True, gamma=0.9, clip=5.0)
+    reference = RewardScaler(4, 0.9, 5.0)
+    rng = np.random.default_rng(1)
+    obs = env.reset()
+    try:
+        for _ in range(60):
+            raw = (obs.mean((1, 2, 3)) / 255.0).astype(np.float32)
+            obs, rewards, dones, infos = env.step(rng.integers(0, NUM_ACTIONS, 4))
+            np.testing.assert_allclose(rewards, reference(raw, dones), rtol=1e-5)
+            for i in np.flatnonzero(dones):  # the logged learned return is before scaling
+                assert infos[i]["episode"]["learned_r"] > 1.0
+        state = env.state_dict()
+        assert state["scaler"]["var"] == pytest.approx(reference.stats.var)
+    finally:
+        env.close()
