@@ -81,6 +81,12 @@ def compute_gae(
     return advantages, advantages + values
 
 
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns): 1 is a perfect value function, 0 no better than a constant."""
+    var_returns = returns.var()
+    return float(1 - (returns - values).var() / var_returns) if var_returns > 0 else 0.0
+
+
 class RunningMeanStd:
     """Running mean and variance over batches (Chan et al.'s parallel algorithm)."""
 

@@ -11,28 +11,22 @@ spaced from the initial to the final policy: the skill ladder T-REX draws demos 
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from baseline_agent.ppo import PPOConfig, RewardScaler, compute_gae, ppo_loss
-from procgen_common.checkpoint import save_checkpoint
+from baseline_agent.ppo import PPOConfig, RewardScaler, compute_gae, explained_variance, ppo_loss
 from procgen_common.cli import config_parser, main_guard
-from procgen_common.config import bounded, load_config, save_config, to_dict
-from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig, ProcgenVecEnv
-from procgen_common.evaluation import run_episodes, summarize
-from procgen_common.logger import LogConfig, RunLogger
+from procgen_common.config import bounded, load_config
+from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig
+from procgen_common.logger import LogConfig
 from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig, sample_actions
-from procgen_common.runs import pick_device, prepare_run_dir
+from procgen_common.training_run import TrainingRun
 
 if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
@@ -135,13 +129,8 @@ class Config:
 # Sections that must match the saved run for a resume to make sense.
 RESUME_MUST_MATCH = ("env", "model", "ppo")
 
-PROGRESS_COLUMNS = [
-    "time/elapsed_s",
-    "time/sps",
-    "charts/episodic_return",
-    "charts/learned_return",
-    "charts/episodic_length",
-    "charts/episodes",
+# PPO's own columns of progress.csv (TrainingRun adds the time, episode and evaluation columns).
+PPO_COLUMNS = [
     "charts/learning_rate",
     "losses/policy_loss",
     "losses/value_loss",
@@ -149,17 +138,7 @@ PROGRESS_COLUMNS = [
     "losses/approx_kl",
     "losses/clipfrac",
     "losses/explained_variance",
-    "eval/train_return",
-    "eval/test_return",
-    "eval/all_return",
 ]
-
-
-def checkpoint_steps(total_steps: int, num_checkpoints: int) -> list[int]:
-    """Target steps of the demonstrator series: evenly spaced from 0 to total_steps (final only if 1)."""
-    if num_checkpoints == 1:
-        return [total_steps]
-    return [round(k * total_steps / (num_checkpoints - 1)) for k in range(num_checkpoints)]
 
 
 def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
@@ -168,51 +147,25 @@ def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) ->
     ``wrap_env(env)``, if given, wraps the training env (e.g. ``policies.reward_wrapper``'s learned
     reward); when its episode infos carry ``learned_r``, their mean is logged as ``charts/learned_return``.
     """
-    run_dir = config.run_dir
-    resume_from = prepare_run_dir(run_dir, config, config.train.resume, RESUME_MUST_MATCH)
-    device = pick_device(config.train.device)
-    torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
-    torch.manual_seed(config.train.seed)
     c, p = config, config.ppo
+    run = TrainingRun(config, "ppo", PPO_COLUMNS, RESUME_MUST_MATCH)
+    device, autocast = run.device, run.autocast
     T, N = p.num_steps, c.env.num_envs
     batch_size, minibatch_size = c.batch_size, c.batch_size // p.num_minibatches
 
     net = ActorCritic(c.model, OBS_SHAPE, NUM_ACTIONS).to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=c.train.precision == "bf16")
     optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate, eps=p.adam_eps)
     scaler = RewardScaler(N, p.gamma, p.reward_clip)
-    step, update, elapsed = 0, 0, 0.0
-    recent_returns: deque[float] = deque(maxlen=100)
-    recent_lengths: deque[int] = deque(maxlen=100)
-    recent_learned: deque[float] = deque(maxlen=100)
-    episodes_seen = 0
-    if resume_from is not None:
-        net.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        scaler.load_state_dict(resume_from["reward_scaler"])
-        torch.set_rng_state(resume_from["rng"]["torch"])
-        step, update, elapsed = resume_from["step"], resume_from["update"], resume_from["elapsed_s"]
-        recent_returns.extend(resume_from["recent_returns"])
-        recent_lengths.extend(resume_from["recent_lengths"])
-        recent_learned.extend(resume_from.get("recent_learned_returns", []))
-        episodes_seen = resume_from["episodes"]
-        done = " (already finished)" if step >= c.train.total_steps else ""
-        print(f"resuming {run_dir} from step {step:,}{done}", file=sys.stderr)
+    env = run.make_env(wrap_env)
+    if run.resume_from is not None:
+        net.load_state_dict(run.resume_from["model"])
+        optimizer.load_state_dict(run.resume_from["optimizer"])
+        scaler.load_state_dict(run.resume_from["reward_scaler"])
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    # With train.resume=true and no checkpoint, rows from the unsaved attempt are dropped (step 0).
-    logger = RunLogger(
-        run_dir, PROGRESS_COLUMNS, c.log, resume_step=step if c.train.resume else None, run_config=to_dict(config)
-    )
-    # A resumed run draws a new level order: Procgen's C++ state is not saved, so replaying the
-    # first seed's levels would repeat the start of training.
-    env = ProcgenVecEnv(c.env, "train", seed=c.train.seed * 1_000_003 + update)
-    if wrap_env is not None:
-        env = wrap_env(env)
+    def state() -> dict:
+        return {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "reward_scaler": scaler.state_dict()}
 
-    targets = checkpoint_steps(c.train.total_steps, c.train.num_checkpoints)
-    next_eval = (step // c.eval.every_steps + 1) * c.eval.every_steps if c.eval.every_steps else None
+    run.begin(state, lambda: FeedForwardAgent(net, device), net)
 
     obs_buf = torch.zeros((T, N, *OBS_SHAPE), dtype=torch.uint8, device=device)
     actions_buf = torch.zeros((T, N), dtype=torch.long, device=device)
@@ -221,60 +174,12 @@ def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) ->
     rewards_buf = torch.zeros((T, N), device=device)
     dones_buf = torch.zeros((T, N), device=device)
 
-    def payload() -> dict:
-        return {
-            "algo": "ppo",
-            "step": step,
-            "mean_return": float(np.mean(recent_returns)) if recent_returns else None,
-            "config": to_dict(config),
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "reward_scaler": scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state()},
-            "update": update,
-            "elapsed_s": elapsed,
-            "episodes": episodes_seen,
-            "recent_returns": list(recent_returns),
-            "recent_lengths": list(recent_lengths),
-            "recent_learned_returns": list(recent_learned),
-        }
-
-    def save_series_due(previous_step: int) -> None:
-        # One file at the first update boundary at or after each target step.
-        if any(previous_step < target <= step for target in targets):
-            save_checkpoint(run_dir / "checkpoints" / f"step_{step:09d}.pt", payload())
-
-    def evaluate() -> dict:
-        agent = FeedForwardAgent(net, device)
-        out = {}
-        for split in c.eval.splits:
-            results = run_episodes(
-                agent, c.env, split, c.eval.episodes, seed=c.train.seed + 10_000, deterministic=c.eval.deterministic
-            )
-            out[f"eval/{split}_return"] = summarize(results, c.env.game, c.env.distribution_mode)["mean_return"]
-        net.train()
-        return out
-
     obs = torch.from_numpy(env.reset()).to(device)
-    if step == 0:
-        save_series_due(-1)  # the initial policy opens the series
-    bar = tqdm(
-        total=c.train.total_steps,
-        initial=step,
-        unit="step",
-        unit_scale=True,
-        dynamic_ncols=True,
-        desc=f"ppo {c.env.game}",
-        file=sys.stderr,
-        mininterval=1.0,
-    )
-    last_save = time.monotonic()
     try:
-        while step < c.train.total_steps:
+        while not run.done:
             t_start = time.monotonic()
             if p.anneal_lr:
-                frac = 1.0 - step / c.train.total_steps
-                optimizer.param_groups[0]["lr"] = frac * p.learning_rate
+                optimizer.param_groups[0]["lr"] = (1.0 - run.step / c.train.total_steps) * p.learning_rate
 
             # Rollout: the C++ env steps in its threads while we store the step's tensors.
             net.eval()
@@ -293,12 +198,7 @@ def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) ->
                 rewards_buf[t] = torch.from_numpy(rewards).to(device)
                 dones_buf[t] = torch.from_numpy(dones).to(device)
                 obs = torch.from_numpy(next_obs).to(device)
-                for i in np.flatnonzero(dones):
-                    recent_returns.append(infos[i]["episode"]["r"])
-                    recent_lengths.append(infos[i]["episode"]["l"])
-                    if "learned_r" in infos[i]["episode"]:
-                        recent_learned.append(infos[i]["episode"]["learned_r"])
-                    episodes_seen += 1
+                run.episodes.record(dones, infos)
             net.train()
 
             with torch.no_grad(), autocast:
@@ -338,47 +238,14 @@ def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) ->
                 if p.target_kl is not None and torch.stack(epoch_kl).mean().item() > p.target_kl:
                     break
 
-            step += batch_size
-            update += 1
-            elapsed += time.monotonic() - t_start
-            var_returns = b_returns.var()
-            explained_var = 1 - (b_returns - b_values).var() / var_returns if var_returns > 0 else torch.tensor(0.0)
             metrics = {k: v.item() / num_minibatches for k, v in stats_sum.items()}
-            mean_return = float(np.mean(recent_returns)) if recent_returns else None
-            metrics.update(
-                {
-                    "time/elapsed_s": round(elapsed, 1),
-                    "time/sps": batch_size / (time.monotonic() - t_start),
-                    "charts/episodic_return": mean_return,
-                    "charts/learned_return": float(np.mean(recent_learned)) if recent_learned else None,
-                    "charts/episodic_length": float(np.mean(recent_lengths)) if recent_lengths else None,
-                    "charts/episodes": episodes_seen,
-                    "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                    "losses/explained_variance": explained_var.item(),
-                }
-            )
-            if next_eval is not None and (step >= next_eval or step >= c.train.total_steps):
-                metrics.update(evaluate())
-                while next_eval <= step:
-                    next_eval += c.eval.every_steps
-            logger.log(step, metrics)
-            bar.update(batch_size)
-            postfix = {"sps": f"{metrics['time/sps']:.0f}"}
-            if mean_return is not None:
-                postfix["return"] = f"{mean_return:.2f}"
-            if "eval/test_return" in metrics:
-                postfix["test"] = f"{metrics['eval/test_return']:.2f}"
-            bar.set_postfix(postfix)
-
-            save_series_due(step - batch_size)
-            if time.monotonic() - last_save >= 60 * c.train.save_interval_minutes or step >= c.train.total_steps:
-                save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload())
-                last_save = time.monotonic()
+            metrics["losses/explained_variance"] = explained_variance(b_values, b_returns)
+            metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
+            run.end_iteration(batch_size, t_start, metrics)
     finally:
-        bar.close()
         env.close()
-        logger.close()
-    return run_dir
+        run.close()
+    return run.run_dir
 
 
 DESCRIPTION = """Train a PPO agent on a Procgen game: the demonstrator whose checkpoint series T-REX draws

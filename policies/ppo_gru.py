@@ -22,11 +22,11 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from baseline_agent.ppo import RewardScaler, compute_gae, ppo_loss
-from policies.training_run import TrainingRun
+from baseline_agent.ppo import RewardScaler, compute_gae, explained_variance, ppo_loss
 from procgen_common.config import bounded, from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ModelConfig, make_encoder, orthogonal_init, sample_actions
+from procgen_common.training_run import TrainingRun
 
 ALGO = "ppo_gru"
 
@@ -282,13 +282,11 @@ def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
             if c.gru.log_rnn_stats:
                 rnn_stats = rollout_rnn_stats(net, obs_buf, hidden_start, starts_buf, autocast)
             b_returns, b_values = returns.reshape(-1), values_buf.reshape(-1)
-            var_returns = b_returns.var()
-            explained_var = 1 - (b_returns - b_values).var() / var_returns if var_returns > 0 else torch.tensor(0.0)
             metrics = {k: v.item() / num_minibatches for k, v in stats_sum.items()}
             metrics.update(
                 {
                     "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                    "losses/explained_variance": explained_var.item(),
+                    "losses/explained_variance": explained_variance(b_values, b_returns),
                     **rnn_stats,
                 }
             )

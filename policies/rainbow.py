@@ -28,10 +28,10 @@ from torch import nn
 
 from policies.replay import ReplayBuffer
 from policies.reward_wrapper import LearnedRewardVecEnv
-from policies.training_run import TrainingRun
 from procgen_common.config import bounded, from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ModelConfig, make_encoder
+from procgen_common.training_run import TrainingRun
 
 ALGO = "rainbow"
 

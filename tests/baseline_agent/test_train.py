@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from baseline_agent.train import RESUME_MUST_MATCH, Config, checkpoint_steps, train
+from baseline_agent.train import RESUME_MUST_MATCH, Config, train
 from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError
 from procgen_common.config import load_config
 from procgen_common.runs import prepare_run_dir
+from procgen_common.training_run import checkpoint_steps
 from tests.conftest import BATCH, NUM_ENVS, TINY_RUN_EXTRA, tiny_config, train_tiny
 
 TINY_TOTAL = 4 * BATCH  # the shared tiny run's train.total_steps

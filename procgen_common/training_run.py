@@ -1,6 +1,7 @@
-"""What every trainer in ``policies`` does around its own updates, written once.
+"""What every RL trainer of the suite does around its own updates, written once.
 
-``TrainingRun`` holds a run of the foundation's shape (the same as ``baseline_agent.train``): the
+``TrainingRun`` holds a run of the suite's shape (PPO in ``baseline_agent.train``, the agents in
+``policies``): the
 checked run folder and its ``config.yaml``, ``progress.csv`` and TensorBoard through ``RunLogger``, the
 tqdm bar, the checkpoint series ``checkpoints/step_<step>.pt`` (evenly spaced from the initial to the
 final policy) and ``checkpoints/latest.pt`` for resuming, and the periodic held-out evaluation.
@@ -24,13 +25,20 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 from tqdm import tqdm
 
-from baseline_agent.train import checkpoint_steps
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.config import save_config, to_dict
 from procgen_common.env import ProcgenVecEnv
 from procgen_common.evaluation import run_episodes, summarize
 from procgen_common.logger import RunLogger
 from procgen_common.runs import pick_device, prepare_run_dir
+
+
+def checkpoint_steps(total_steps: int, num_checkpoints: int) -> list[int]:
+    """Target steps of the checkpoint series: evenly spaced from 0 to total_steps (final only if 1)."""
+    if num_checkpoints == 1:
+        return [total_steps]
+    return [round(k * total_steps / (num_checkpoints - 1)) for k in range(num_checkpoints)]
+
 
 # Columns every trainer logs; each algorithm adds its own losses.
 COMMON_COLUMNS = [
@@ -93,7 +101,8 @@ class EpisodeStats:
 class TrainingRun:
     """The run folder, logging, checkpoints and evaluation of one training run of ``algo``.
 
-    ``config`` is a ``policies.train.Config``; ``must_match`` names the sections a resume must keep.
+    ``config`` has the sections of ``baseline_agent.train.Config`` (env, train, eval, run, log);
+    ``must_match`` names the sections a resume must keep.
     """
 
     def __init__(self, config, algo: str, columns: Sequence[str], must_match: Sequence[str]):
@@ -120,7 +129,7 @@ class TrainingRun:
         """The training env, wrapped by ``wrap_env`` (e.g. the learned reward) when given."""
         c = self.config
         # A resumed run draws a new level order: Procgen's C++ state is not saved, so replaying the
-        # first seed's levels would repeat the start of training (as baseline_agent.train).
+        # first seed's levels would repeat the start of training.
         env = ProcgenVecEnv(c.env, "train", seed=c.train.seed * 1_000_003 + self.update)
         return wrap_env(env) if wrap_env is not None else env
 
