@@ -1,0 +1,503 @@
+"""Videos of agents and demonstrations: recording episodes, overlays, grids, mp4/GIF files, reward traces.
+
+Three steps, each usable alone:
+
+- ``record_episodes`` plays an agent (the suite's ``initial_state``/``act`` interface) and returns each
+  episode as a ``RecordedEpisode``: the frames actions were chosen on, the actions, the true rewards and,
+  given a ``RewardFn``, the learned reward of every step. ``RecordedEpisode.overlay_values()`` is the
+  per-frame text of the overlay as data (step, action, true return so far, learned reward and its sum).
+- ``episode_frames`` / ``trace_frames`` turn episodes into video frames: each game frame upscaled
+  (nearest neighbour) with the overlay panel under it, one episode after another or several in a grid;
+  or a frame beside the curve of the learned per-step reward so far (what the reward model rewards).
+- ``write_video`` writes an H.264 mp4 (yuv420p, even frame sizes: plays in browsers) through the
+  ffmpeg binary that imageio-ffmpeg ships, or a GIF through pillow. Both work headless.
+
+``record_eval_video`` strings them together for a trainer's periodic evaluation videos.
+
+Frame ``t`` of an episode is the frame action ``t`` was chosen on (Procgen never renders the frame after
+the last action, see ``procgen_common.env``), so the learned reward of step ``t`` is the reward model's
+output on that frame, as in the demos and the reward wrapper. The overlay of frame ``t`` shows the true
+return *including* the reward of step ``t``: the last frame shows the episode's return.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from procgen_common.checkpoint import atomic_write_bytes
+from procgen_common.cli import UserError
+from procgen_common.env import EnvConfig, ProcgenVecEnv, Split
+
+# Procgen's 15 actions are these button combinations (procgen.env.ProcgenGym3Env.get_combos).
+ACTION_NAMES = (
+    "LEFT+DOWN",
+    "LEFT",
+    "LEFT+UP",
+    "DOWN",
+    "NOOP",
+    "UP",
+    "RIGHT+DOWN",
+    "RIGHT",
+    "RIGHT+UP",
+    "D",
+    "A",
+    "W",
+    "S",
+    "Q",
+    "E",
+)
+MAX_LEVEL_SEED = 2**31 - 3  # Procgen seeds are int32; a one-level env also needs seed + 1 for its test range
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+LINE_HEIGHT = 14  # pixels per overlay text line
+WHITE, GREY, BLUE, RED, DARK = (255, 255, 255), (190, 190, 190), (30, 90, 200), (220, 40, 40), (24, 24, 24)  # RGB
+
+RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""A learned reward: frames uint8 ``(T, 64, 64, 3)`` and actions int64 ``(T,)`` -> per-step rewards ``(T,)``."""
+
+
+@dataclass(frozen=True)
+class RecordedEpisode:
+    """One played (or stored) episode: ``obs[t]`` is the frame action ``actions[t]`` was chosen on."""
+
+    obs: np.ndarray
+    """Frames, uint8 ``(T, 64, 64, 3)``."""
+    actions: np.ndarray
+    """Actions, int64 ``(T,)``."""
+    rewards: np.ndarray
+    """True rewards, float32 ``(T,)``: ``rewards[t]`` is what action ``t`` earned."""
+    level_seed: int
+    """The Procgen level the episode was played on (-1 where unknown)."""
+    truncated: bool = False
+    """True when the episode was cut at ``max_steps`` instead of ended by the game."""
+    learned_rewards: np.ndarray | None = None
+    """Learned reward of each step, float64 ``(T,)``, or None without a reward model."""
+    name: str = ""
+    """A label shown nowhere in the frame, for summaries (e.g. a demo id)."""
+
+    def __post_init__(self):
+        T = len(self.actions)
+        if self.obs.shape[0] != T or len(self.rewards) != T or T == 0:
+            raise ValueError(f"obs, actions and rewards must share a length >= 1; got {self.obs.shape}, {T}")
+        if self.learned_rewards is not None and len(self.learned_rewards) != T:
+            raise ValueError(f"learned_rewards: length {len(self.learned_rewards)}, expected {T}")
+
+    @property
+    def length(self) -> int:
+        return len(self.actions)
+
+    @property
+    def true_return(self) -> float:
+        return float(self.rewards.sum(dtype=np.float64))
+
+    @property
+    def learned_return(self) -> float | None:
+        return None if self.learned_rewards is None else float(self.learned_rewards.sum())
+
+    def with_learned_rewards(self, reward_fn: RewardFn) -> RecordedEpisode:
+        """A copy with ``learned_rewards`` computed by ``reward_fn`` on the frames and actions."""
+        learned = np.asarray(reward_fn(self.obs, self.actions), dtype=np.float64).reshape(-1)
+        return dataclasses.replace(self, learned_rewards=learned)
+
+    def overlay_values(self) -> list[dict]:
+        """The overlay of every frame as data: ``step``, ``action``, ``action_name``, ``reward`` (true, of
+        this step), ``return`` (true, up to and including this step), ``learned_reward`` and
+        ``learned_return`` (running sum; both None without a reward model), ``level_seed``."""
+        returns = np.cumsum(self.rewards, dtype=np.float64)
+        learned = None if self.learned_rewards is None else np.cumsum(self.learned_rewards)
+        return [
+            {
+                "step": t,
+                "action": int(self.actions[t]),
+                "action_name": ACTION_NAMES[int(self.actions[t])],
+                "reward": float(self.rewards[t]),
+                "return": float(returns[t]),
+                "learned_reward": None if learned is None else float(self.learned_rewards[t]),
+                "learned_return": None if learned is None else float(learned[t]),
+                "level_seed": self.level_seed,
+            }
+            for t in range(self.length)
+        ]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Recording
+
+
+def one_level_config(env_config: EnvConfig, level_seed: int) -> EnvConfig:
+    """A copy of ``env_config`` whose training split is exactly level ``level_seed`` (its test split moved
+    to the next seed so the two never meet); steps in the calling thread, as one env needs no thread pool."""
+    return dataclasses.replace(
+        env_config, start_level=level_seed, num_levels=1, test_start_level=None, test_num_levels=1, num_threads=0
+    )
+
+
+def check_levels(levels: Sequence[int]) -> None:
+    """Refuse level seeds Procgen cannot play (UserError naming the first bad one)."""
+    bad = [s for s in levels if not 0 <= s <= MAX_LEVEL_SEED]
+    if bad:
+        raise UserError(f"--levels: level seed {bad[0]} is out of range; allowed 0 to {MAX_LEVEL_SEED}")
+
+
+def record_episodes(
+    agent,
+    env_config: EnvConfig,
+    split: Split = "test",
+    episodes: int = 1,
+    levels: Sequence[int] | None = None,
+    num_envs: int = 1,
+    seed: int = 0,
+    deterministic: bool = False,
+    max_steps: int | None = None,
+    reward_fn: RewardFn | None = None,
+) -> list[RecordedEpisode]:
+    """Play ``episodes`` episodes of ``agent`` and return them in episode order.
+
+    Without ``levels`` the episodes are drawn from ``split``'s levels; with ``levels``, episode ``k`` plays
+    level ``levels[k % len(levels)]``. Episodes run ``num_envs`` at a time (one batched ``act`` per step),
+    episode ``k`` in slot ``k % num_envs``; each slot is a one-environment ``ProcgenVecEnv``, rebuilt for
+    a new level or after an episode cut at ``max_steps``, so every episode starts at its level's start.
+    """
+    if episodes < 1 or num_envs < 1:
+        raise ValueError(f"episodes ({episodes}) and num_envs ({num_envs}) must be >= 1")
+    if levels is not None:
+        check_levels(levels)
+        if not levels:
+            raise UserError("--levels: give at least one level seed")
+    num_envs = min(num_envs, episodes)
+    plan = [list(range(slot, episodes, num_envs)) for slot in range(num_envs)]  # episode numbers per slot
+    env_config = dataclasses.replace(env_config, num_threads=0)
+    builds = [0] * num_envs
+
+    def make_env(slot: int, episode: int) -> ProcgenVecEnv:
+        builds[slot] += 1
+        if levels is not None:
+            return ProcgenVecEnv(one_level_config(env_config, levels[episode % len(levels)]), "train", 1, seed)
+        return ProcgenVecEnv(env_config, split, 1, seed=seed * 1_000_003 + slot * 1_009 + builds[slot])
+
+    envs = [make_env(slot, plan[slot][0]) for slot in range(num_envs)]
+    done_in_slot = [0] * num_envs
+    buffers: list[tuple[list, list, list]] = [([], [], []) for _ in range(num_envs)]
+    finished: dict[int, RecordedEpisode] = {}
+    try:
+        obs = np.concatenate([env.reset() for env in envs])
+        state = agent.initial_state(num_envs)
+        episode_start = np.ones(num_envs, dtype=bool)
+        while len(finished) < episodes:
+            actions, state = agent.act(obs, state, episode_start, deterministic)
+            actions = np.asarray(actions, dtype=np.int64).reshape(num_envs)
+            for slot, env in enumerate(envs):
+                env.step_async(actions[slot : slot + 1])
+            results = [env.step_wait() for env in envs]
+            next_obs = np.concatenate([r[0] for r in results])
+            episode_start = np.array([bool(r[2][0]) for r in results])
+            for slot in range(num_envs):
+                if done_in_slot[slot] == len(plan[slot]):
+                    continue  # this slot has played its share; its env only keeps the batch shape
+                frames, acts, rewards = buffers[slot]
+                frames.append(obs[slot].copy())
+                acts.append(int(actions[slot]))
+                rewards.append(float(results[slot][1][0]))
+                info = results[slot][3][0]
+                ended = bool(results[slot][2][0])
+                if not ended and (max_steps is None or len(acts) < max_steps):
+                    continue
+                episode = RecordedEpisode(
+                    np.stack(frames),
+                    np.array(acts, dtype=np.int64),
+                    np.array(rewards, dtype=np.float32),
+                    int(info["level_seed"]),
+                    truncated=not ended,
+                )
+                finished[plan[slot][done_in_slot[slot]]] = (
+                    episode.with_learned_rewards(reward_fn) if reward_fn is not None else episode
+                )
+                buffers[slot] = ([], [], [])
+                done_in_slot[slot] += 1
+                if done_in_slot[slot] < len(plan[slot]) and (levels is not None or not ended):
+                    # A new level, or an episode cut short: start the next one from a fresh env.
+                    envs[slot].close()
+                    envs[slot] = make_env(slot, plan[slot][done_in_slot[slot]])
+                    next_obs[slot] = envs[slot].reset()[0]
+                    episode_start[slot] = True
+            obs = next_obs
+    finally:
+        for env in envs:
+            env.close()
+    return [finished[k] for k in range(episodes)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling by an integer factor (keeps Procgen's pixels sharp)."""
+    return frame if scale == 1 else np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
+
+
+def overlay_lines(values: dict) -> list[str]:
+    """The overlay text of one frame (from ``RecordedEpisode.overlay_values``)."""
+    gain = f" ({values['reward']:+g})" if values["reward"] else ""
+    lines = [
+        f"step {values['step']}  {values['action_name']}",
+        f"return {values['return']:g}{gain}",
+    ]
+    if values["learned_reward"] is not None:
+        lines.append(f"learned {values['learned_reward']:+.3f} sum {values['learned_return']:.2f}")
+    return lines
+
+
+def _font_scale(lines: list[str], width: int) -> float:
+    """The largest font scale (at most 0.4) at which every line fits ``width`` pixels."""
+    widest = max(cv2.getTextSize(line, FONT, 0.4, 1)[0][0] for line in lines)
+    return max(0.25, min(0.4, 0.4 * (width - 6) / max(widest, 1)))
+
+
+def render_cell(frame: np.ndarray, values: dict | None, scale: int, num_lines: int, dim: bool = False) -> np.ndarray:
+    """One upscaled game frame with ``num_lines`` overlay lines in a dark panel under it (RGB uint8).
+
+    ``values`` None draws the frame without a panel; ``dim`` greys out a cell whose episodes are over.
+    """
+    image = upscale(frame, scale)
+    if values is None:
+        return image
+    width = image.shape[1]
+    panel = np.full((num_lines * LINE_HEIGHT + 6, width, 3), DARK, np.uint8)
+    lines = overlay_lines(values)
+    font_scale = _font_scale(lines, width)
+    for k, line in enumerate(lines):
+        cv2.putText(panel, line, (3, (k + 1) * LINE_HEIGHT), FONT, font_scale, WHITE, 1, cv2.LINE_AA)
+    cell = np.concatenate([image, panel])
+    if dim:
+        cell = (cell * 0.35).astype(np.uint8)
+        cv2.putText(cell, "done", (4, 16), FONT, 0.5, WHITE, 1, cv2.LINE_AA)
+    return cell
+
+
+def grid(cells: Sequence[np.ndarray], columns: int, gap: int = 2) -> np.ndarray:
+    """Equal-size cells in rows of ``columns``, separated by ``gap`` dark pixels (empty places stay dark)."""
+    h, w, _ = cells[0].shape
+    rows = math.ceil(len(cells) / columns)
+    out = np.full((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), DARK, np.uint8)
+    for k, cell in enumerate(cells):
+        r, c = divmod(k, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = cell
+    return out
+
+
+def even_size(frame: np.ndarray) -> np.ndarray:
+    """Pad a frame by one dark row/column where its height/width is odd (yuv420p needs even sizes)."""
+    h, w, _ = frame.shape
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), constant_values=DARK[0])
+
+
+def episode_frames(
+    episodes: Sequence[RecordedEpisode], scale: int = 4, cells: int = 1, overlay: bool = True
+) -> Iterator[np.ndarray]:
+    """Video frames of ``episodes``: with ``cells`` 1 one episode after another, else a grid of ``cells``
+    places, place ``c`` playing episodes ``c, c + cells, ...`` one after another, all places in step (a
+    place whose episodes are over shows its last frame greyed out)."""
+    num_lines = 3 if overlay and any(e.learned_rewards is not None for e in episodes) else 2
+    cells = max(1, min(cells, len(episodes)))
+    columns = math.ceil(math.sqrt(cells))
+    # Each place's timeline: (episode, its overlay values) per frame.
+    timelines = []
+    for c in range(cells):
+        timeline = []
+        for episode in episodes[c::cells]:
+            values = episode.overlay_values() if overlay else [None] * episode.length
+            timeline.extend((episode, t, v) for t, v in enumerate(values))
+        timelines.append(timeline)
+    for i in range(max(len(t) for t in timelines)):
+        images = []
+        for timeline in timelines:
+            episode, t, values = timeline[min(i, len(timeline) - 1)]
+            images.append(render_cell(episode.obs[t], values, scale, num_lines, dim=i >= len(timeline)))
+        yield even_size(images[0] if cells == 1 else grid(images, columns))
+
+
+def _text(image: np.ndarray, text: str, x: int, y: int, scale: float = 0.35, color=DARK) -> None:
+    cv2.putText(image, text, (int(x), int(y)), FONT, scale, color, 1, cv2.LINE_AA)
+
+
+def trace_frames(episode: RecordedEpisode, scale: int = 4, plot_width: int | None = None) -> Iterator[np.ndarray]:
+    """Video frames of one episode with its learned reward: the frame (and overlay) beside the curve of
+    the learned per-step reward so far, on axes fixed for the whole episode; red ticks mark the steps
+    where the game paid a reward, so one can see what the reward model rewards."""
+    if episode.learned_rewards is None:
+        raise ValueError("a trace video needs the episode's learned rewards (give a reward model)")
+    height = 64 * scale + 3 * LINE_HEIGHT + 6
+    width = plot_width or max(320, 96 * scale)
+    left, right, top, bottom = 52, width - 10, 24, height - 28
+    learned = episode.learned_rewards
+    low, high = min(float(learned.min()), 0.0), max(float(learned.max()), 0.0)
+    pad = (high - low) * 0.08 or 0.5
+    low, high = low - pad, high + pad
+    steps = np.arange(episode.length)
+    span = max(episode.length - 1, 1)
+    px = (left + steps / span * (right - left)).round().astype(np.int32)
+    py = (bottom - (learned - low) / (high - low) * (bottom - top)).round().astype(np.int32)
+    points = np.stack([px, py], 1)
+    paid = np.flatnonzero(episode.rewards)
+
+    background = np.full((height, width, 3), 255, np.uint8)
+    zero_y = int(round(bottom - (0 - low) / (high - low) * (bottom - top)))
+    cv2.line(background, (left, zero_y), (right, zero_y), GREY, 1)
+    cv2.rectangle(background, (left, top), (right, bottom), DARK, 1)
+    _text(background, f"{high:.2g}", 4, top + 8)
+    _text(background, f"{low:.2g}", 4, bottom)
+    _text(background, "0", left - 2, bottom + 14)
+    _text(background, f"{episode.length - 1}", right - 24, bottom + 14)
+    _text(background, "step", (left + right) // 2 - 12, bottom + 14)
+    _text(background, "learned reward per step", left, 15, 0.4, BLUE)
+    _text(background, "| true r != 0", left + 190, 15, 0.35, RED)
+
+    for values in episode.overlay_values():
+        t = values["step"]
+        plot = background.copy()
+        for step in paid[paid <= t]:
+            cv2.line(plot, (int(px[step]), bottom - 8), (int(px[step]), bottom), RED, 1)
+        if t > 0:
+            cv2.polylines(plot, [points[: t + 1]], False, BLUE, 1, cv2.LINE_AA)
+        cv2.circle(plot, (int(px[t]), int(py[t])), 3, BLUE, -1, cv2.LINE_AA)
+        cell = render_cell(episode.obs[t], values, scale, 3)
+        canvas = np.full((height, cell.shape[1], 3), DARK, np.uint8)
+        canvas[: cell.shape[0]] = cell
+        yield even_size(np.concatenate([canvas, plot], axis=1))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def find_ffmpeg() -> str:
+    """The ffmpeg executable: $IMAGEIO_FFMPEG_EXE, the binary imageio-ffmpeg ships, or ffmpeg on the PATH."""
+    if os.environ.get("IMAGEIO_FFMPEG_EXE"):
+        return os.environ["IMAGEIO_FFMPEG_EXE"]
+    # Look for the bundled binary without importing imageio_ffmpeg: the 0.3 series gym3 pins imports
+    # pkg_resources, which recent setuptools no longer ship.
+    spec = importlib.util.find_spec("imageio_ffmpeg")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder, "binaries").glob("ffmpeg-*"))
+        found = [f for f in found if os.access(f, os.X_OK) and f.suffix != ".md"]
+        if found:
+            return str(found[-1])
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    raise UserError("no ffmpeg found to write mp4: pip install imageio-ffmpeg, install ffmpeg, or pass --gif")
+
+
+def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int = 15, crf: int = 20) -> int:
+    """Stream RGB frames (all one size, even sides) into an H.264 mp4 (yuv420p, faststart: plays in
+    browsers), written to a temporary file and renamed; returns the number of frames."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    h, w, _ = first.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"H.264 in yuv420p needs even frame sides, got {w}x{h} (see even_size)")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(fd)
+    command = [
+        find_ffmpeg(), "-y", "-loglevel", "error",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
+        "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+        "-movflags", "+faststart", "-f", "mp4", tmp,
+    ]  # fmt: skip
+    count = 0
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            proc.stdin.write(np.ascontiguousarray(first, dtype=np.uint8).tobytes())
+            count += 1
+            for frame in frames:
+                if frame.shape != first.shape:
+                    raise ValueError(f"frame {count} is {frame.shape}, the video is {first.shape}")
+                proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+                count += 1
+        except BrokenPipeError:
+            pass  # ffmpeg stopped; its message is read below
+        finally:
+            proc.stdin.close()
+            error = proc.stderr.read().decode(errors="replace").strip()
+            proc.stderr.close()
+            code = proc.wait()
+        if code != 0:
+            last = error.splitlines()[-1] if error else f"exit status {code}"
+            raise UserError(f"ffmpeg could not write {path}: {last}")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return count
+
+
+def write_gif(path: str | Path, frames: Iterable[np.ndarray], fps: int = 15) -> int:
+    """Write RGB frames as a looping GIF (pillow picks a palette per frame), atomically; returns the count."""
+    import io
+
+    from PIL import Image
+
+    images = [Image.fromarray(np.ascontiguousarray(f, dtype=np.uint8)) for f in frames]
+    if not images:
+        raise ValueError("no frames to write")
+    buffer = io.BytesIO()
+    # GIF delays are in 10 ms units: 15 fps becomes 70 ms per frame.
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
+    return len(images)
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = 15) -> int:
+    """An mp4 or a GIF, by the suffix of ``path``; returns the number of frames written."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".gif":
+        return write_gif(path, frames, fps)
+    if suffix == ".mp4":
+        return write_mp4(path, frames, fps)
+    raise UserError(f"--out: {path} must end in .mp4 or .gif")
+
+
+def record_eval_video(
+    agent,
+    env_config: EnvConfig,
+    run_dir: str | Path,
+    step: int,
+    episodes: int = 1,
+    split: Split = "test",
+    deterministic: bool = False,
+    seed: int = 0,
+    scale: int = 3,
+    fps: int = 15,
+    max_steps: int | None = 1000,
+) -> Path:
+    """A trainer's periodic evaluation video: ``episodes`` episodes on ``split`` side by side in a grid,
+    written to ``<run_dir>/videos/eval-step_<step>.mp4``; returns its path.
+
+    Leaves the agent's network mode to the caller (put it back in training mode afterwards, as after the
+    evaluation); plays its own environments, so the training env is untouched.
+    """
+    recorded = record_episodes(
+        agent, env_config, split, episodes, num_envs=episodes, seed=seed, deterministic=deterministic,
+        max_steps=max_steps,
+    )  # fmt: skip
+    path = Path(run_dir) / "videos" / f"eval-step_{step:09d}.mp4"
+    write_mp4(path, episode_frames(recorded, scale, cells=episodes), fps)
+    return path

@@ -1,0 +1,706 @@
+"""Figures and tables of an experiment: learning curves over seeds, the T-REX reward figures, final results.
+
+    python -m trex.plot RUN_DIR... [--out DIR] [--agg mean|iqm] [--labels LABEL...]
+
+Each RUN_DIR is a run folder or a folder holding run folders (searched a few levels down):
+
+- **policy runs** (``progress.csv`` with ``charts/episodic_return``: the demonstrator, agents on the learned
+  or true reward) give learning curves: the true return on the training levels
+  (``charts/episodic_return``) and on held-out levels (``eval/test_return``) against environment steps;
+- **reward runs** (``eval/metrics.json`` of ``trex.train_reward`` / ``trex.evaluate_reward``) give the
+  T-REX figures: predicted against true return of the held-out demos (``eval/predictions.csv``), and
+  the correlation of predicted with true return against the number of training demos, with the
+  episode-length baseline drawn beside it.
+
+Runs form methods: runs whose folder names differ only by a ``seed<N>`` part (and, for reward runs, a
+``demos<N>`` part) are seeds of one method; ``--labels`` names the method of each RUN_DIR instead.
+Curves and the final table aggregate over seeds with the mean or the IQM (interquartile mean) and 95%
+stratified-bootstrap confidence intervals, following rliable (Agarwal et al., 2021, "Deep RL at the
+edge of the statistical precipice"): runs are resampled with replacement within each task (here a
+game), the aggregate is taken over the resample, and the CI is the percentile interval of the
+replicates. Both are implemented here as small functions (``iqm``, ``stratified_bootstrap``).
+
+Writes PNG figures (matplotlib, no display needed), ``results.md`` (the final held-out results with
+CIs and normalised scores, and the reward models' scores) and ``plot_data.json`` (every number drawn)
+to ``--out``. (``trex.plots`` is a different module: the small OpenCV plots of ``trex.evaluate_reward``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from procgen_common.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
+from procgen_common.cli import UserError, main_guard
+from procgen_common.config import read_yaml
+from procgen_common.env import normalized_score
+
+TRAIN_RETURN, TEST_RETURN = "charts/episodic_return", "eval/test_return"
+CURVE_METRICS = {TRAIN_RETURN: "training levels", TEST_RETURN: "held-out levels"}
+MAX_CURVE_POINTS = 400  # steps per aggregated curve (longer runs are thinned evenly)
+SEARCH_DEPTH = 3  # folder levels searched below a RUN_DIR that is not itself a run
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Aggregates and the stratified bootstrap (rliable's conventions, implemented here)
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle half after dropping the lowest and highest
+    ``floor(n / 4)`` values, as ``scipy.stats.trim_mean(values, 0.25)`` (what rliable computes).
+    For n < 4 nothing is dropped (it is the mean)."""
+    x = np.moveaxis(np.sort(np.asarray(values, dtype=np.float64), axis=axis), axis, -1)
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("iqm of no values")
+    cut = int(0.25 * n)
+    return x[..., cut : n - cut].mean(-1)
+
+
+def mean(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """The plain mean (the other aggregate)."""
+    return np.asarray(values, dtype=np.float64).mean(axis)
+
+
+AGGREGATES: dict[str, Callable] = {"mean": mean, "iqm": iqm}
+
+
+def stratified_bootstrap(
+    strata: Sequence[Sequence[float]], statistic: Callable = mean, reps: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """Bootstrap replicates of ``statistic`` over the values of all strata, float64 ``(reps,)``.
+
+    Each replicate draws, within every stratum (e.g. the runs of one task) independently, as many values
+    as the stratum has, with replacement, and applies ``statistic`` (called with an array
+    ``(reps, total values)`` and ``axis=-1``) to the union of the draws. Resampling within strata keeps
+    every task's share fixed, as rliable's ``StratifiedBootstrap`` does.
+    """
+    rng = np.random.default_rng(seed)
+    draws = []
+    for stratum in strata:
+        values = np.asarray(stratum, dtype=np.float64)
+        if values.size == 0:
+            raise ValueError("a stratum has no values")
+        draws.append(values[rng.integers(0, values.size, size=(reps, values.size))])
+    return np.asarray(statistic(np.concatenate(draws, axis=1), axis=-1), dtype=np.float64)
+
+
+def stratified_bootstrap_ci(
+    strata: Sequence[Sequence[float]],
+    statistic: Callable = mean,
+    confidence: float = 0.95,
+    reps: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile confidence interval ``(low, high)`` of ``statistic`` from ``stratified_bootstrap``."""
+    replicates = stratified_bootstrap(strata, statistic, reps, seed)
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(replicates, alpha)), float(np.quantile(replicates, 1 - alpha))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An aggregate over runs with its confidence interval."""
+
+    value: float
+    low: float
+    high: float
+    runs: int
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "low": self.low, "high": self.high, "runs": self.runs}
+
+
+@dataclass(frozen=True)
+class Stats:
+    """How results are aggregated over seeds: ``agg`` ('mean' or 'iqm'), the CI's confidence, resamples."""
+
+    agg: str = "mean"
+    confidence: float = 0.95
+    reps: int = 2000
+    seed: int = 0
+
+    def estimate(self, strata: Sequence[Sequence[float]]) -> Estimate:
+        statistic = AGGREGATES[self.agg]
+        values = np.concatenate([np.asarray(s, dtype=np.float64) for s in strata])
+        low, high = stratified_bootstrap_ci(strata, statistic, self.confidence, self.reps, self.seed)
+        return Estimate(float(statistic(values)), low, high, len(values))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading run folders
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """A policy run folder: its learning curves and final results."""
+
+    path: Path
+    method: str
+    game: str
+    mode: str
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]
+    """Per metric: steps int64 ``(n,)`` and values float64 ``(n,)`` (rows where it was logged)."""
+    final_test: float | None
+    """Final held-out return: ``eval/latest-test.json`` (test_policy.py) or the last ``eval/test_return``."""
+    final_test_source: str
+
+
+@dataclass(frozen=True)
+class RewardRun:
+    """A reward run folder: its held-out scores and predictions."""
+
+    path: Path
+    method: str
+    game: str
+    num_demos: int | None
+    """Training demos the model learned from (validation included), None where unknown."""
+    metrics: dict
+    true_return: np.ndarray = field(repr=False)
+    predicted_return: np.ndarray = field(repr=False)
+
+
+def read_progress(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every numeric column of a ``progress.csv`` as (steps, values), blank cells left out."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns: dict[str, tuple[list, list]] = {}
+    for row in rows:
+        try:
+            step = int(float(row["step"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # a row cut short by a kill
+        for key, text in row.items():
+            if key in (None, "step") or text in (None, ""):
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                continue
+            steps, values = columns.setdefault(key, ([], []))
+            steps.append(step)
+            values.append(value)
+    return {k: (np.array(s, dtype=np.int64), np.array(v, dtype=np.float64)) for k, (s, v) in columns.items()}
+
+
+def method_name(run_dir: Path, extra: str = "") -> str:
+    """A run's method: its folder name without ``seed<N>`` (and the ``extra`` regex); a folder named only
+    ``seed<N>`` takes its parent's name."""
+    pattern = r"[-_.]?seed\d+" + (f"|{extra}" if extra else "")
+    name = re.sub(pattern, "", run_dir.name).strip("-_.")
+    return name or method_name(run_dir.resolve().parent, extra)
+
+
+def _config(run_dir: Path) -> dict:
+    path = run_dir / "config.yaml"
+    return read_yaml(path) if path.is_file() else {}
+
+
+def is_policy_run(path: Path) -> bool:
+    if not (path / "progress.csv").is_file():
+        return False
+    with (path / "progress.csv").open(newline="") as f:
+        header = next(csv.reader(f), [])
+    return TRAIN_RETURN in header
+
+
+def is_reward_run(path: Path) -> bool:
+    return (path / "eval" / "metrics.json").is_file() or (path / "reward_net.pt").is_file()
+
+
+def find_runs(path: Path, depth: int = SEARCH_DEPTH) -> list[Path]:
+    """``path`` if it is a run folder, else the run folders below it (sorted, at most ``depth`` levels)."""
+    if is_policy_run(path) or is_reward_run(path):
+        return [path]
+    if depth == 0:
+        return []
+    return [run for child in sorted(p for p in path.iterdir() if p.is_dir()) for run in find_runs(child, depth - 1)]
+
+
+def read_policy_run(path: Path, method: str) -> PolicyRun:
+    env = _config(path).get("env", {})
+    curves = read_progress(path / "progress.csv")
+    final, source = None, "none"
+    summary = path / "eval" / "latest-test.json"
+    if summary.is_file():
+        try:
+            final, source = float(json.loads(summary.read_text())["mean_return"]), "eval/latest-test.json"
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{summary} is not a test_policy.py summary (no mean_return)") from None
+    elif TEST_RETURN in curves and len(curves[TEST_RETURN][1]):
+        final, source = float(curves[TEST_RETURN][1][-1]), "progress.csv"
+    return PolicyRun(
+        path,
+        method,
+        str(env.get("game", "unknown")),
+        str(env.get("distribution_mode", "easy")),
+        {k: curves[k] for k in CURVE_METRICS if k in curves},
+        final,
+        source,
+    )
+
+
+def training_demo_count(path: Path) -> int | None:
+    """Demos a reward model learned from: its ``reward_net.pt`` record, else ``data.num_demos`` of its config."""
+    model = path / "reward_net.pt"
+    if model.is_file():
+        demos = load_checkpoint(model).get("demos", {})
+        if "num_train" in demos:
+            return int(demos["num_train"]) + int(demos.get("num_val", 0))
+    num = _config(path).get("data", {}).get("num_demos")
+    return int(num) if num is not None else None
+
+
+def read_reward_run(path: Path, method: str) -> RewardRun:
+    metrics_path, predictions_path = path / "eval" / "metrics.json", path / "eval" / "predictions.csv"
+    if not metrics_path.is_file() or not predictions_path.is_file():
+        raise UserError(
+            f"{path} is a reward run without eval/metrics.json and eval/predictions.csv; run "
+            f"python -m trex.evaluate_reward {path} DEMO_DIR --out {path / 'eval'}"
+        )
+    try:
+        metrics = json.loads(metrics_path.read_text())
+        with predictions_path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        true = np.array([float(r["true_return"]) for r in rows])
+        predicted = np.array([float(r["predicted_return"]) for r in rows])
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"{path}/eval: unreadable metrics.json or predictions.csv ({err})") from None
+    game = str(metrics.get("game", "unknown"))
+    return RewardRun(path, method, game, training_demo_count(path), metrics, true, predicted)
+
+
+def read_runs(run_dirs: Sequence[str], labels: Sequence[str] | None) -> tuple[list[PolicyRun], list[RewardRun]]:
+    if labels is not None and len(labels) != len(run_dirs):
+        raise UserError(f"--labels: {len(labels)} labels for {len(run_dirs)} RUN_DIRs; give one label per RUN_DIR")
+    policy, reward = [], []
+    for k, entry in enumerate(run_dirs):
+        path = Path(entry)
+        if not path.is_dir():
+            raise UserError(f"{path} is not a folder; pass run folders or folders that hold them")
+        runs = find_runs(path)
+        if not runs:
+            raise UserError(
+                f"{path} holds no run: neither a policy run (progress.csv with {TRAIN_RETURN}) nor a reward run "
+                "(eval/metrics.json), nor folders of them"
+            )
+        for run in runs:
+            if is_policy_run(run):
+                policy.append(read_policy_run(run, labels[k] if labels else method_name(run)))
+            else:
+                reward.append(read_reward_run(run, labels[k] if labels else method_name(run, r"[-_.]?demos\d+")))
+    return policy, reward
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Aggregating
+
+
+def common_steps(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The steps a method's curves are aggregated at: the runs' shared steps if they all logged the same,
+    else the union of their steps inside the range every run covers (values there are interpolated)."""
+    steps = [s for s, _ in curves]
+    if all(len(s) == len(steps[0]) and np.array_equal(s, steps[0]) for s in steps):
+        grid = steps[0]
+    else:
+        low, high = max(s[0] for s in steps), min(s[-1] for s in steps)
+        grid = np.unique(np.concatenate(steps))
+        grid = grid[(grid >= low) & (grid <= high)] if low <= high else np.array([high])
+    if len(grid) > MAX_CURVE_POINTS:
+        grid = grid[np.unique(np.linspace(0, len(grid) - 1, MAX_CURVE_POINTS).round().astype(int))]
+    return grid
+
+
+def aggregate_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]], stats: Stats) -> dict:
+    """One method's curve over seeds: ``step`` and, per step, ``value``, ``low``, ``high`` (lists)."""
+    grid = common_steps(curves)
+    table = np.stack([np.interp(grid, s, v) for s, v in curves])  # (runs, steps)
+    estimates = [stats.estimate([table[:, j]]) for j in range(len(grid))]
+    return {
+        "step": grid.tolist(),
+        "value": [e.value for e in estimates],
+        "low": [e.low for e in estimates],
+        "high": [e.high for e in estimates],
+        "runs": len(curves),
+    }
+
+
+def learning_curves(runs: Sequence[PolicyRun], stats: Stats) -> dict:
+    """``{game: {metric: {method: aggregate_curve}}}`` over the runs that logged the metric."""
+    out: dict = {}
+    for game in sorted({r.game for r in runs}):
+        for metric in CURVE_METRICS:
+            for method in dict.fromkeys(r.method for r in runs if r.game == game):
+                curves = [
+                    r.curves[metric]
+                    for r in runs
+                    if r.game == game and r.method == method and metric in r.curves and len(r.curves[metric][0])
+                ]
+                if curves:
+                    out.setdefault(game, {}).setdefault(metric, {})[method] = aggregate_curve(curves, stats)
+    return out
+
+
+def final_results(runs: Sequence[PolicyRun], stats: Stats) -> list[dict]:
+    """Per method and game: final training and held-out return and normalised score over seeds; a method
+    with several games adds an 'all games' row of normalised scores, bootstrapped within each game."""
+    rows = []
+    for method in dict.fromkeys(r.method for r in runs):
+        games = sorted({r.game for r in runs if r.method == method})
+        per_game_scores = []
+        for game in games:
+            group = [r for r in runs if r.method == method and r.game == game]
+            mode = group[0].mode
+            train = [float(r.curves[TRAIN_RETURN][1][-1]) for r in group if TRAIN_RETURN in r.curves]
+            test = [r.final_test for r in group if r.final_test is not None]
+            scores = [normalized_score(t, game, mode) for t in test]
+            scores = [s for s in scores if s is not None]
+            if scores:
+                per_game_scores.append(scores)
+            rows.append(
+                {
+                    "method": method,
+                    "game": game,
+                    "distribution_mode": mode,
+                    "runs": [str(r.path) for r in group],
+                    "train_return": stats.estimate([train]).as_dict() if train else None,
+                    "test_return": stats.estimate([test]).as_dict() if test else None,
+                    "normalized_score": stats.estimate([scores]).as_dict() if scores else None,
+                    "per_run": [
+                        {"run": str(r.path), "test_return": r.final_test, "source": r.final_test_source} for r in group
+                    ],
+                }
+            )
+        if len(per_game_scores) > 1:
+            rows.append(
+                {
+                    "method": method,
+                    "game": "all games",
+                    "distribution_mode": "",
+                    "runs": [str(r.path) for r in runs if r.method == method],
+                    "train_return": None,
+                    "test_return": None,
+                    "normalized_score": stats.estimate(per_game_scores).as_dict(),
+                    "per_run": [],
+                }
+            )
+    return rows
+
+
+def _score(metrics: dict, predictor: str, key: str) -> float | None:
+    value = metrics.get(predictor, {}).get(key)
+    return None if value is None else float(value)
+
+
+def correlation_vs_demos(runs: Sequence[RewardRun], stats: Stats) -> dict:
+    """Per method: at each number of training demos, the learned reward's and the episode-length baseline's
+    Pearson and Spearman correlation with the true return, aggregated over the runs there."""
+    out: dict = {}
+    for method in dict.fromkeys(r.method for r in runs if r.num_demos is not None):
+        group = [r for r in runs if r.method == method and r.num_demos is not None]
+        counts = sorted({r.num_demos for r in group})
+        series: dict = {"num_demos": counts}
+        for predictor in ("learned", "episode_length", "untrained_net"):
+            for key in ("pearson", "spearman"):
+                points = []
+                for n in counts:
+                    values = [_score(r.metrics, predictor, key) for r in group if r.num_demos == n]
+                    values = [v for v in values if v is not None]
+                    points.append(stats.estimate([values]).as_dict() if values else None)
+                series[f"{predictor}/{key}"] = points
+        out[method] = series
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures and tables
+
+
+def _figure(panels: int, width: float = 5.0, height: float = 3.6):
+    from matplotlib.figure import Figure  # the object API draws without pyplot or a display
+
+    fig = Figure(figsize=(width * panels, height), layout="constrained")
+    return fig, [fig.add_subplot(1, panels, k + 1) for k in range(panels)]
+
+
+def _save(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _colors(methods: Sequence[str]) -> dict[str, str]:
+    palette = [f"C{k}" for k in range(10)]
+    return {m: palette[k % len(palette)] for k, m in enumerate(methods)}
+
+
+def plot_learning_curves(path: Path, game: str, metrics: dict, stats: Stats, colors: dict) -> None:
+    fig, axes = _figure(len(metrics))
+    for ax, (metric, methods) in zip(axes, metrics.items(), strict=True):
+        for method, curve in methods.items():
+            ax.plot(curve["step"], curve["value"], color=colors[method], label=f"{method} ({curve['runs']} runs)")
+            ax.fill_between(curve["step"], curve["low"], curve["high"], color=colors[method], alpha=0.2, lw=0)
+        ax.set_title(f"{game}: return on {CURVE_METRICS[metric]}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(f"{stats.agg} return ({stats.confidence:.0%} CI)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_scatter(path: Path, runs: Sequence[RewardRun]) -> None:
+    columns = min(len(runs), 4)
+    rows = math.ceil(len(runs) / columns)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.0 * columns, 3.6 * rows), layout="constrained")
+    for k, run in enumerate(runs):
+        ax = fig.add_subplot(rows, columns, k + 1)
+        ax.scatter(run.predicted_return, run.true_return, s=14, alpha=0.75)
+        r, rho = _score(run.metrics, "learned", "pearson"), _score(run.metrics, "learned", "spearman")
+        ax.set_title(f"{run.path.name}\nr={_fmt(r)}  rho={_fmt(rho)}", fontsize=9)
+        ax.set_xlabel("predicted return (sum of learned rewards)")
+        ax.set_ylabel("true return")
+        ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_correlation(path: Path, series: dict, stats: Stats, colors: dict) -> None:
+    fig, axes = _figure(2)
+    for ax, key in zip(axes, ("pearson", "spearman"), strict=True):
+        for method, data in series.items():
+            x = data["num_demos"]
+            for predictor, style, label in (
+                ("learned", "-o", method),
+                ("episode_length", "--s", f"episode length ({method} demos)"),
+            ):
+                points = data[f"{predictor}/{key}"]
+                keep = [j for j, p in enumerate(points) if p is not None]
+                if not keep:
+                    continue
+                xs = [x[j] for j in keep]
+                values = [points[j]["value"] for j in keep]
+                color = colors[method] if predictor == "learned" else "0.45"
+                ax.plot(xs, values, style, color=color, label=label, ms=4)
+                ax.fill_between(
+                    xs, [points[j]["low"] for j in keep], [points[j]["high"] for j in keep], color=color, alpha=0.15
+                )
+        ax.set_title(f"{key.capitalize()} correlation with the true return (held-out demos)", fontsize=10)
+        ax.set_xlabel("training demos")
+        ax.set_ylabel(f"{stats.agg} correlation ({stats.confidence:.0%} CI)")
+        ax.set_ylim(-1.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(estimate: dict | None) -> str:
+    return "n/a" if estimate is None else f"{estimate['value']:.2f} [{estimate['low']:.2f}, {estimate['high']:.2f}]"
+
+
+def results_markdown(final: list[dict], reward_runs: Sequence[RewardRun], figures: list[str], stats: Stats) -> str:
+    how = (
+        f"{'IQM (interquartile mean)' if stats.agg == 'iqm' else 'mean'} over seeds with "
+        f"[{stats.confidence:.0%} stratified-bootstrap CI] ({stats.reps} resamples)"
+    )
+    lines = ["# Results", ""]
+    if final:
+        lines += [
+            "## Final results",
+            "",
+            f"Each cell: {how}. Held-out return: `eval/latest-test.json` (test_policy.py) where a run has one, "
+            "else its last `eval/test_return`; training return: its last `charts/episodic_return`; normalised "
+            "score: (return - min) / (max - min) with the Procgen paper's ranges.",
+            "",
+            "| method | game | seeds | training return | held-out return | normalised score |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in final:
+            game = f"{row['game']} ({row['distribution_mode']})" if row["distribution_mode"] else row["game"]
+            lines.append(
+                f"| {row['method']} | {game} | {len(row['runs'])} | {_cell(row['train_return'])} | "
+                f"{_cell(row['test_return'])} | {_cell(row['normalized_score'])} |"
+            )
+        lines.append("")
+    if reward_runs:
+        lines += [
+            "## Reward models on held-out demos",
+            "",
+            "Correlation of the predicted return (sum of learned rewards) with the true return, beside the "
+            "episode-length and untrained-network baselines on the same demos.",
+            "",
+            "| reward run | training demos | held-out demos | pair accuracy | Pearson: learned / length / untrained "
+            "| Spearman: learned / length / untrained |",
+            "|---|---|---|---|---|---|",
+        ]
+        for run in reward_runs:
+            m = run.metrics
+
+            def trio(key, m=m):
+                return " / ".join(_fmt(_score(m, p, key)) for p in ("learned", "episode_length", "untrained_net"))
+
+            demos = "n/a" if run.num_demos is None else str(run.num_demos)
+            lines.append(
+                f"| {run.path.name} | {demos} | {m.get('num_demos', 'n/a')} | "
+                f"{_fmt(_score(m, 'learned', 'pair_accuracy'))} | {trio('pearson')} | {trio('spearman')} |"
+            )
+        lines.append("")
+    if figures:
+        lines += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
+    return "\n".join(lines)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def make_plots(
+    run_dirs: Sequence[str], out_dir: str | Path, stats: Stats | None = None, labels: Sequence[str] | None = None
+) -> dict:
+    """Read the runs, write the figures, ``results.md`` and ``plot_data.json`` to ``out_dir``; returns the
+    plot data (what ``plot_data.json`` holds)."""
+    stats = stats or Stats()
+    policy_runs, reward_runs = read_runs(run_dirs, labels)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    colors = _colors(list(dict.fromkeys([r.method for r in policy_runs] + [r.method for r in reward_runs])))
+    figures: list[str] = []
+    curves = learning_curves(policy_runs, stats)
+    for game, metrics in curves.items():
+        name = f"learning_curves-{game}.png"
+        plot_learning_curves(out / name, game, metrics, stats, colors)
+        figures.append(name)
+    final = final_results(policy_runs, stats)
+    correlation = correlation_vs_demos(reward_runs, stats)
+    if reward_runs:
+        plot_scatter(out / "trex_scatter.png", reward_runs)
+        figures.append("trex_scatter.png")
+    if correlation:
+        plot_correlation(out / "trex_correlation.png", correlation, stats, colors)
+        figures.append("trex_correlation.png")
+    data = {
+        "agg": stats.agg,
+        "confidence": stats.confidence,
+        "reps": stats.reps,
+        "learning_curves": curves,
+        "final": final,
+        "trex": {
+            "runs": [
+                {
+                    "run": str(r.path),
+                    "method": r.method,
+                    "game": r.game,
+                    "num_demos": r.num_demos,
+                    "metrics": r.metrics,
+                    "true_return": r.true_return.tolist(),
+                    "predicted_return": r.predicted_return.tolist(),
+                }
+                for r in reward_runs
+            ],
+            "correlation_vs_demos": correlation,
+        },
+        "figures": figures,
+    }
+    atomic_write_text(out / "plot_data.json", json.dumps(_json_safe(data), indent=1) + "\n")
+    atomic_write_text(out / "results.md", results_markdown(final, reward_runs, figures, stats))
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are UserErrors, so main_guard reports them as one ``error: ...`` line."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = OneLineParser(
+        prog="python -m trex.plot",
+        description="Learning curves over seeds (mean or IQM with 95% stratified-bootstrap CIs), the T-REX reward "
+        "figures and a markdown table of final held-out results, from run folders.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  python -m trex.plot runs/ppo-starpilot-nature-seed0 runs/ppo-starpilot-nature-seed1 --out plots\n"
+        "  python -m trex.plot runs/experiment --agg iqm\n"
+        "  python -m trex.plot runs/ppo-true runs/ppo-learned --labels 'true reward' 'learned reward'",
+    )
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="run folders (policy runs with progress.csv, reward runs with eval/metrics.json) or folders holding them",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", help="output folder (default: plots/ beside the runs, in their common folder)"
+    )
+    parser.add_argument(
+        "--agg", choices=sorted(AGGREGATES), default="mean", help="aggregate over seeds: mean (default) or iqm"
+    )
+    parser.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="LABEL",
+        help="method name of each RUN_DIR, in order (default: the folder name without seed<N>)",
+    )
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    args = parser.parse_args(argv)
+    if args.reps < 100:
+        raise UserError(f"--reps must be at least 100, got {args.reps}")
+    return args
+
+
+def default_out(run_dirs: Sequence[str]) -> Path:
+    """``plots/`` in the folder the runs share: inside a single folder of runs, else beside the runs."""
+    paths = [Path(p).resolve() for p in run_dirs]
+    if len(paths) == 1 and not (is_policy_run(paths[0]) or is_reward_run(paths[0])):
+        return paths[0] / "plots"
+    return Path(os.path.commonpath([p.parent for p in paths])) / "plots"
+
+
+@main_guard
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out = Path(args.out) if args.out else default_out(args.run_dirs)
+    try:
+        data = make_plots(args.run_dirs, out, Stats(args.agg, 0.95, args.reps, args.seed), args.labels)
+    except OSError as err:
+        raise UserError(f"could not read or write the plots: {err}") from None
+    for row in data["final"]:
+        print(
+            f"{row['method']} ({row['game']}): held-out return {_cell(row['test_return'])}, "
+            f"normalised {_cell(row['normalized_score'])}"
+        )
+    for name in data["figures"]:
+        print(f"wrote {out / name}", file=sys.stderr)
+    print(f"wrote {out / 'results.md'} and {out / 'plot_data.json'}")
+    return data
+
+
+if __name__ == "__main__":
+    main()
