@@ -67,6 +67,12 @@ class EvalConfig:
     """Level splits to evaluate on: any of train, test, all."""
     deterministic: bool = False
     """Greedy actions instead of sampling during evaluation."""
+    record_video: bool = False
+    """Also record an evaluation video, <run.dir>/videos/eval-step_<step>.mp4 (logged to W&B when on)."""
+    video_episodes: int = bounded(1, 1, 16)
+    """Episodes per evaluation video, side by side in a grid."""
+    video_every_steps: int = bounded(0, 0)
+    """Record a video at the first evaluation at or after every this many steps (0 = at every evaluation)."""
 
     def validate(self) -> None:
         for split in self.splits:

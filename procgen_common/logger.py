@@ -106,6 +106,13 @@ class RunLogger:
         if self._wandb is not None:
             self._wandb.log(numbers, step=step)
 
+    def log_video(self, step: int, key: str, path: Path) -> None:
+        """Send a video file to W&B when it is on (progress.csv and TensorBoard keep scalars only)."""
+        if self._wandb is not None:
+            import wandb
+
+            self._wandb.log({key: wandb.Video(str(path), format="mp4")}, step=step)
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:

@@ -31,6 +31,7 @@ from procgen_common.env import ProcgenVecEnv
 from procgen_common.evaluation import run_episodes, summarize
 from procgen_common.logger import RunLogger
 from procgen_common.runs import pick_device, prepare_run_dir
+from procgen_common.video import record_eval_video
 
 
 def checkpoint_steps(total_steps: int, num_checkpoints: int) -> list[int]:
@@ -149,6 +150,7 @@ class TrainingRun:
         self.targets = checkpoint_steps(c.train.total_steps, c.train.num_checkpoints)
         every = c.eval.every_steps
         self.next_eval = (self.step // every + 1) * every if every else None
+        self.next_video = 0  # the first evaluation records one
         if self.step == 0:
             self._save_series_due(-1)  # the initial policy opens the series
         self.bar = tqdm(
@@ -195,6 +197,13 @@ class TrainingRun:
                     agent, c.env, split, c.eval.episodes, seed=c.train.seed + 10_000, deterministic=c.eval.deterministic
                 )
                 out[f"eval/{split}_return"] = summarize(results, c.env.game, c.env.distribution_mode)["mean_return"]
+            if c.eval.record_video and self.step >= self.next_video:
+                path = record_eval_video(agent, c.env, self.run_dir, self.step, episodes=c.eval.video_episodes,
+                                         split=c.eval.splits[0], deterministic=c.eval.deterministic,
+                                         seed=c.train.seed + 20_000)  # fmt: skip
+                self.logger.log_video(self.step, "videos/eval", path)
+                every = c.eval.video_every_steps
+                self.next_video = (self.step // every + 1) * every if every else 0
         finally:
             self.net.train()
         return out

@@ -36,6 +36,10 @@ from trex.plots import ScatterPanel, Trace, scatter_png, traces_png
 from trex.reward_net import RewardNet, load_reward_net
 
 CHUNK = 512  # frames per forward pass when scoring a demo
+# The untrained baseline is initialised from the model's training seed plus this: from the seed itself it would be
+# the very network the model started from (the trainer seeds torch with train.seed before building it), a baseline
+# that shares whatever the initialisation alone contributes to the learned reward's ranking.
+UNTRAINED_SEED_OFFSET = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -140,14 +144,17 @@ def evaluate(
 ) -> dict:
     """Score ``net`` and the two baselines on ``infos`` (loaded one demo at a time); write the outputs.
 
-    Returns the metrics dict written to ``metrics.json``.
+    ``seed`` is the one the model was trained with (``train.seed``); the untrained baseline network is initialised
+    from ``seed + UNTRAINED_SEED_OFFSET`` (``untrained_seed`` in the metrics). Returns the metrics dict written
+    to ``metrics.json``.
     """
     if len(infos) < 2:
         raise UserError(f"demo folder {demo_set.folder}: {len(infos)} held-out demos; the evaluation needs at least 2")
     device = torch.device(device)
     out_dir = Path(out_dir)
     net = net.to(device).eval()
-    untrained = untrained_like(net, seed).to(device)
+    untrained_seed = seed + UNTRAINED_SEED_OFFSET
+    untrained = untrained_like(net, untrained_seed).to(device)
     traced = set(trace_demos(infos, num_traces))
     predicted, spread, baseline = np.zeros(len(infos)), np.zeros(len(infos)), np.zeros(len(infos))
     traces = {}
@@ -177,6 +184,7 @@ def evaluate(
         "num_demos": len(infos),
         "num_levels": len({i.level_seed for i in infos}),
         "true_return": {"mean": float(true.mean()), "min": float(true.min()), "max": float(true.max())},
+        "untrained_seed": untrained_seed,
         **{name: dataclasses.asdict(s) for name, s in scores.items()},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +268,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="which demos to score (default test: the held-out levels)",
     )
     parser.add_argument("--traces", type=int, default=4, help="demos whose per-step reward is plotted (default 4)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the untrained baseline network (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="training seed of the model (default: the train.seed in its file); the untrained baseline network is "
+        f"initialised from seed + {UNTRAINED_SEED_OFFSET}",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
     args = parser.parse_args(argv)
     if args.traces < 0:
@@ -280,12 +293,13 @@ def main(argv=None) -> dict:
     )
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out = Path(args.out) if args.out else model_dir / f"eval-{demo_set.folder.resolve().name}"
+    seed = args.seed if args.seed is not None else int(checkpoint.get("config", {}).get("train", {}).get("seed", 0))
     metrics = evaluate(
         net,
         demo_set,
         held_out_demos(demo_set, args.split),
         out,
-        args.seed,
+        seed,
         args.traces,
         device,
         meta={"model": str(args.model)},

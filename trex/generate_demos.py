@@ -4,9 +4,11 @@
 
 Every checkpoint (this suite's ``checkpoints/step_*.pt`` series, or stable-baselines3 ``.zip``
 models) plays ``episodes_per_level`` episodes on each training level seed and, separately, on each
-held-out test level seed. One compressed ``.npz`` per demo and an ``index.csv`` go to ``out_dir``;
-rerunning skips the demos already there, so an interrupted run continues where it stopped and a
-run with more checkpoints or levels adds only the new demos.
+held-out test level seed. All of them go through one batched step loop (``play_demos``) while
+writer threads compress and write the finished ones: one ``.npz`` per demo and an ``index.csv``
+go to ``out_dir``. Rerunning skips the demos already there (indexed, with their file), so an
+interrupted run continues where it stopped and a run with more checkpoints or levels adds only
+the new demos.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import time
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -65,7 +70,11 @@ class Config:
     max_length: int = bounded(1000, 1)
     """Cut episodes at this many steps (marked truncated in the index)."""
     num_envs: int = bounded(32, 1)
-    """Episodes played at once (one batched forward pass of the policy per step)."""
+    """Episodes played at once; a finished one's slot takes the next demo to play, of the same or the next
+    checkpoint (each step: one batched forward pass per checkpoint in the batch)."""
+    writer_threads: int = bounded(1, 1)
+    """Threads compressing and writing finished demos while play goes on (zlib runs outside the GIL); more of them
+    help where compression, not play, is the bottleneck and cores are free."""
     out_dir: str | None = None
     """Demo folder; null = <run folder>/demos when the checkpoints are a run's series."""
     seed: int = bounded(0, 0)
@@ -99,11 +108,13 @@ MUST_MATCH = ("deterministic", "epsilon", "max_length", "seed")
 
 @dataclass(frozen=True)
 class DemoJob:
-    """One demo to play: which split, level and episode index."""
+    """One demo to play: which demonstrator, split, level and episode index."""
 
     split: DemoSplit
     level_seed: int
     episode: int
+    demonstrator: int = 0
+    """Which agent plays it: the index ``play_demos`` loads it by (``generate``: the checkpoint's place in its list)."""
 
     def demo_id(self, checkpoint: str) -> str:
         return f"{self.split}-{checkpoint}-level{self.level_seed}-ep{self.episode}"
@@ -121,6 +132,19 @@ class Episode:
     rewards: np.ndarray
     """float32 ``(T,)``."""
     truncated: bool
+
+
+@dataclass
+class Lane:
+    """One slot of the batch: a one-level, one-slot env and the job it is playing (None when free)."""
+
+    job: DemoJob | None = None
+    env: ProcgenVecEnv | None = None
+    obs: np.ndarray | None = None
+    """The current frame, uint8 ``(64, 64, 3)``: the next action is chosen on it."""
+    frames: list[np.ndarray] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
 
 
 def checkpoint_files(entries: list[str]) -> list[Path]:
@@ -190,12 +214,114 @@ def level_env_config(env_config: EnvConfig, level_seed: int) -> EnvConfig:
     """A copy of ``env_config`` whose training split is exactly one level: ``level_seed``.
 
     Its test split is moved to the next seed (the run's own may overlap the new one-level range), and it
-    steps in the calling thread: a batch holds many one-level envs of a few slots each, too small for
-    a C++ thread pool apiece.
+    steps in the calling thread: a batch holds many one-slot envs, too small for a C++ thread pool apiece.
     """
     return dataclasses.replace(
         env_config, start_level=level_seed, num_levels=1, test_start_level=None, test_num_levels=1, num_threads=0
     )
+
+
+def play_demos(
+    demonstrator: Callable[[int], Any],
+    env_config: EnvConfig,
+    jobs: Sequence[DemoJob],
+    num_envs: int,
+    max_length: int,
+    deterministic: bool,
+    epsilon: float,
+    rng: np.random.Generator,
+) -> Iterator[Episode]:
+    """Play every job, ``num_envs`` at a time in one batched step loop; yield each episode as it finishes.
+
+    Each slot of the batch (a ``Lane``) plays one job at a time on its own one-slot env of the job's level: a
+    Procgen env with ``start_level=s, num_levels=1`` plays level ``s`` and nothing else, and it cannot be
+    moved to another level or reset alone. When a job ends, its slot takes the next job of the queue
+    (``jobs`` in order, so a batch spans two checkpoints where one's jobs run out). An env whose episode
+    ended by itself has already restarted its level (Procgen replays a level exactly from its seed), so it
+    is kept for the next job on that level; one cut at ``max_length`` is mid-episode and is closed.
+
+    Every step runs one forward pass per demonstrator in the batch, on its playing slots only (a finished
+    slot costs nothing). ``demonstrator(k)`` loads the agent of ``job.demonstrator == k`` when its first job
+    starts; it is dropped after its last. Agent state (None, or a tensor with one row per env, as the
+    recurrent agents keep) is kept per slot.
+    """
+    queue = deque(jobs)
+    unfinished = Counter(job.demonstrator for job in jobs)
+    agents: dict[int, Any] = {}
+    states: dict[int, Any] = {}
+    lanes = [Lane() for _ in range(min(num_envs, len(jobs)))]
+    # Envs standing at the start of their level, free for the next job there: level seed -> [(env, first frame)].
+    spare: dict[int, list[tuple[ProcgenVecEnv, np.ndarray]]] = defaultdict(list)
+    try:
+        while True:
+            for lane in lanes:
+                if lane.job is None and queue:
+                    job = lane.job = queue.popleft()
+                    if job.demonstrator not in agents:
+                        agents[job.demonstrator] = demonstrator(job.demonstrator)
+                        states[job.demonstrator] = agents[job.demonstrator].initial_state(len(lanes))
+                    if spare[job.level_seed]:
+                        lane.env, lane.obs = spare[job.level_seed].pop()
+                    else:
+                        lane.env = ProcgenVecEnv(level_env_config(env_config, job.level_seed), "train", num_envs=1)
+                        lane.obs = lane.env.reset()[0]
+            playing = [i for i, lane in enumerate(lanes) if lane.job is not None]
+            if not playing:
+                break
+
+            actions = np.zeros(len(lanes), dtype=np.int64)
+            for k in sorted({lanes[i].job.demonstrator for i in playing}):
+                rows = [i for i in playing if lanes[i].job.demonstrator == k]
+                obs = np.stack([lanes[i].obs for i in rows])
+                episode_start = np.array([not lanes[i].actions for i in rows])
+                state = states[k]
+                chosen, new_state = agents[k].act(
+                    obs, None if state is None else state[rows], episode_start, deterministic
+                )
+                if state is not None:
+                    state[rows] = new_state
+                actions[rows] = np.asarray(chosen, dtype=np.int64)
+            if epsilon > 0:
+                noisy = np.array(playing)[rng.random(len(playing)) < epsilon]
+                actions[noisy] = rng.integers(0, NUM_ACTIONS, len(noisy))
+
+            for i in playing:
+                lanes[i].env.step_async(actions[i : i + 1])
+            for i in playing:
+                lane = lanes[i]
+                next_obs, reward, done, info = lane.env.step_wait()
+                # Store the frame the action was chosen on; on a done step next_obs is already the next
+                # episode's first frame, which is never stored.
+                lane.frames.append(lane.obs)
+                lane.actions.append(int(actions[i]))
+                lane.rewards.append(float(reward[0]))
+                lane.obs = next_obs[0].copy()
+                truncated = not done[0] and len(lane.actions) >= max_length
+                if not (done[0] or truncated):
+                    continue
+                job = lane.job
+                assert info[0]["level_seed"] == job.level_seed, "a one-level env left its level"
+                yield Episode(
+                    job,
+                    np.stack(lane.frames),
+                    np.array(lane.actions, dtype=np.int64),
+                    np.array(lane.rewards, dtype=np.float32),
+                    truncated,
+                )
+                if truncated or sum(len(envs) for envs in spare.values()) >= len(lanes):
+                    lane.env.close()
+                else:
+                    spare[job.level_seed].append((lane.env, lane.obs))
+                lanes[i] = Lane()
+                unfinished[job.demonstrator] -= 1
+                if not unfinished[job.demonstrator]:
+                    del agents[job.demonstrator], states[job.demonstrator]
+    finally:
+        for lane in lanes:
+            if lane.env is not None:
+                lane.env.close()
+        for env, _ in (item for envs in spare.values() for item in envs):
+            env.close()
 
 
 def play_episodes(
@@ -207,59 +333,8 @@ def play_episodes(
     epsilon: float,
     rng: np.random.Generator,
 ) -> Iterator[Episode]:
-    """Play the first episode of every job in one batch; yield each as it finishes.
-
-    A Procgen env with ``start_level=s, num_levels=1`` plays level ``s`` and nothing else, so each
-    level gets its own env (with one slot per job on it); their frames are stacked so the policy
-    runs one forward pass per step for all jobs.
-    """
-    seeds = sorted({job.level_seed for job in jobs})
-    slots = {s: [j for j in jobs if j.level_seed == s] for s in seeds}
-    envs = [ProcgenVecEnv(level_env_config(env_config, s), "train", num_envs=len(slots[s])) for s in seeds]
-    order = [job for s in seeds for job in slots[s]]  # the job in each row of the stacked batch
-    bounds = np.cumsum([0] + [env.num_envs for env in envs])
-    frames: list[list[np.ndarray]] = [[] for _ in order]
-    actions_taken: list[list[int]] = [[] for _ in order]
-    rewards_got: list[list[float]] = [[] for _ in order]
-    active = np.ones(len(order), dtype=bool)
-    try:
-        obs = np.concatenate([env.reset() for env in envs])
-        state = agent.initial_state(len(order))
-        episode_start = np.ones(len(order), dtype=bool)
-        while active.any():
-            actions, state = agent.act(obs, state, episode_start, deterministic)
-            actions = np.asarray(actions, dtype=np.int64)
-            noisy = rng.random(len(order)) < epsilon
-            actions[noisy] = rng.integers(0, NUM_ACTIONS, int(noisy.sum()))
-            for k, env in enumerate(envs):
-                env.step_async(actions[bounds[k] : bounds[k + 1]])
-            results = [env.step_wait() for env in envs]
-            next_obs = np.concatenate([r[0] for r in results])
-            rewards = np.concatenate([r[1] for r in results])
-            dones = np.concatenate([r[2] for r in results])
-            infos = [info for r in results for info in r[3]]
-            for i in np.flatnonzero(active):
-                # Store the frame the action was chosen on; on a done step next_obs is already the next
-                # episode's first frame and is never stored.
-                frames[i].append(obs[i].copy())
-                actions_taken[i].append(int(actions[i]))
-                rewards_got[i].append(float(rewards[i]))
-                truncated = not dones[i] and len(frames[i]) >= max_length
-                if dones[i] or truncated:
-                    assert infos[i]["level_seed"] == order[i].level_seed, "a one-level env left its level"
-                    active[i] = False
-                    yield Episode(
-                        order[i],
-                        np.stack(frames[i]),
-                        np.array(actions_taken[i], dtype=np.int64),
-                        np.array(rewards_got[i], dtype=np.float32),
-                        truncated,
-                    )
-                    frames[i], actions_taken[i], rewards_got[i] = [], [], []
-            obs, episode_start = next_obs, dones
-    finally:
-        for env in envs:
-            env.close()
+    """``play_demos`` for one agent, all ``jobs`` at once (one slot each)."""
+    return play_demos(lambda _: agent, env_config, jobs, len(jobs), max_length, deterministic, epsilon, rng)
 
 
 def stable_seed(*parts) -> int:
@@ -292,8 +367,21 @@ def prepare_out_dir(config: Config, files: list[Path], env_config: EnvConfig) ->
     return out
 
 
+# How often index.csv is rewritten while demos are being written (and once at the end): a kill loses at most
+# this many seconds of demos, which a rerun plays again.
+INDEX_EVERY_S = 5.0
+# Demos handed to the writer threads but not yet written, per thread: past this, play waits for the writers.
+MAX_UNWRITTEN_PER_WRITER = 8
+
+
 def generate(config: Config) -> Path:
-    """Play every missing demo and keep the index up to date; returns the demo folder."""
+    """Play every missing demo and keep the index up to date; returns the demo folder.
+
+    All checkpoints' missing demos go through one job queue (checkpoint by checkpoint, then split, level and
+    episode) played ``num_envs`` at a time (``play_demos``). Writer threads compress and write each demo while
+    play goes on; ``index.csv`` lists a demo once its file is complete and is rewritten every
+    ``INDEX_EVERY_S`` seconds and at the end. A demo counts as done when it is in the index and its file exists.
+    """
     device = pick_device(config.device)
     torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
     files = checkpoint_files(config.checkpoint_entries)
@@ -304,64 +392,100 @@ def generate(config: Config) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / "config.yaml")
 
+    index = {info.demo_id: info for info in read_index(out) if (out / info.file).is_file()}
     jobs = [
-        DemoJob(split, seed, episode)
+        DemoJob(split, seed, episode, k)
+        for k, path in enumerate(files)
         for split in ("train", "test")
         for seed in levels[split]
         for episode in range(config.episodes_per_level)
     ]
-    index = {info.demo_id: info for info in read_index(out)}
-    wanted = {job.demo_id(f.stem) for f in files for job in jobs}
+    todo = [job for job in jobs if job.demo_id(files[job.demonstrator].stem) not in index]
+    played: dict[int, tuple[int, str]] = {}  # demonstrator -> (checkpoint step, agent kind)
+
+    def demonstrator(k: int):
+        agent, step, kind, agent_env = load_demonstrator(files[k], config, device)
+        if (agent_env.game, agent_env.distribution_mode) != (env_config.game, env_config.distribution_mode):
+            raise UserError(
+                f"checkpoints: {files[k]} plays {agent_env.game} ({agent_env.distribution_mode}) but {files[0]} "
+                f"plays {env_config.game} ({env_config.distribution_mode}); one game per demo folder"
+            )
+        played[k] = step, kind
+        return agent
+
+    def demo_of(episode: Episode) -> Demo:
+        job = episode.job
+        checkpoint = files[job.demonstrator].stem
+        step, kind = played[job.demonstrator]
+        demo_id = job.demo_id(checkpoint)
+        info = DemoInfo(
+            demo_id=demo_id,
+            file=f"{demo_id}.npz",
+            game=env_config.game,
+            distribution_mode=env_config.distribution_mode,
+            split=job.split,
+            level_seed=job.level_seed,
+            episode=job.episode,
+            checkpoint=checkpoint,
+            checkpoint_step=step,
+            agent=kind,
+            episode_return=float(episode.rewards.sum(dtype=np.float64)),
+            length=len(episode.actions),
+            truncated=episode.truncated,
+        )
+        return Demo(info, episode.obs, episode.actions, episode.rewards)
+
     bar = tqdm(
-        total=len(wanted),
-        initial=len(wanted & index.keys()),
+        total=len(jobs),
+        initial=len(jobs) - len(todo),
         unit="demo",
         desc=f"demos {env_config.game}",
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    new = 0
+    new, index_written = 0, time.monotonic()
+    unwritten: deque[tuple[Future, DemoInfo]] = deque()  # in the order handed to the writers
+    max_unwritten = MAX_UNWRITTEN_PER_WRITER * config.writer_threads
+
+    def collect(wait: bool) -> None:
+        """Index the demos the writer has finished (and wait for the rest when ``wait``)."""
+        nonlocal new
+        while unwritten and (wait or unwritten[0][0].done() or len(unwritten) > max_unwritten):
+            future, info = unwritten.popleft()
+            future.result()
+            index[info.demo_id] = info
+            new += 1
+            bar.update(1)
+
+    # One seed per call: sampled actions and noise depend on the whole batch schedule, so a fresh run is
+    # reproducible; the first missing demo's name in it keeps a resumed run from replaying the same draws.
+    first = todo[0].demo_id(files[todo[0].demonstrator].stem) if todo else ""
+    seed = stable_seed(config.seed, first)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     try:
-        for path in files:
-            todo = [job for job in jobs if job.demo_id(path.stem) not in index]
-            if not todo:
-                continue
-            agent, step, kind, agent_env = load_demonstrator(path, config, device)
-            if (agent_env.game, agent_env.distribution_mode) != (env_config.game, env_config.distribution_mode):
-                raise UserError(
-                    f"checkpoints: {path} plays {agent_env.game} ({agent_env.distribution_mode}) but {files[0]} "
-                    f"plays {env_config.game} ({env_config.distribution_mode}); one game per demo folder"
-                )
-            for start in range(0, len(todo), config.num_envs):
-                chunk = todo[start : start + config.num_envs]
-                seed = stable_seed(config.seed, path.stem, chunk[0].demo_id(path.stem))
-                torch.manual_seed(seed)
-                rng = np.random.default_rng(seed)
-                for ep in play_episodes(
-                    agent, env_config, chunk, config.max_length, config.deterministic, config.epsilon, rng
+        with ThreadPoolExecutor(config.writer_threads, thread_name_prefix="demo-writer") as writer:
+            try:
+                for episode in play_demos(
+                    demonstrator,
+                    env_config,
+                    todo,
+                    config.num_envs,
+                    config.max_length,
+                    config.deterministic,
+                    config.epsilon,
+                    rng,
                 ):
-                    demo_id = ep.job.demo_id(path.stem)
-                    info = DemoInfo(
-                        demo_id=demo_id,
-                        file=f"{demo_id}.npz",
-                        game=env_config.game,
-                        distribution_mode=env_config.distribution_mode,
-                        split=ep.job.split,
-                        level_seed=ep.job.level_seed,
-                        episode=ep.job.episode,
-                        checkpoint=path.stem,
-                        checkpoint_step=step,
-                        agent=kind,
-                        episode_return=float(ep.rewards.sum(dtype=np.float64)),
-                        length=len(ep.actions),
-                        truncated=ep.truncated,
-                    )
-                    save_demo(out / info.file, Demo(info, ep.obs, ep.actions, ep.rewards))
-                    index[demo_id] = info
-                    new += 1
-                    bar.update(1)
-                write_index(out, sorted(index.values(), key=index_order))
+                    demo = demo_of(episode)
+                    unwritten.append((writer.submit(save_demo, out / demo.info.file, demo), demo.info))
+                    collect(wait=False)
+                    if time.monotonic() - index_written > INDEX_EVERY_S:
+                        write_index(out, sorted(index.values(), key=index_order))
+                        index_written = time.monotonic()
+            finally:
+                collect(wait=True)  # on an error too: what was played and written is kept
     finally:
+        write_index(out, sorted(index.values(), key=index_order))
         bar.close()
     print(f"{new} new demos, {len(index)} in {out}", file=sys.stderr)
     return out

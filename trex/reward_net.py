@@ -45,6 +45,11 @@ class RewardNetConfig:
     """Members of the ensemble, each trained on the same pairs from its own initialisation; the reward is
     their mean and their std an uncertainty estimate."""
 
+    @property
+    def output_center(self) -> float:
+        """The middle of the output's range (0.5 for sigmoid, else 0), where train.center_coef pulls the mean reward."""
+        return 0.5 if self.output == "sigmoid" else 0.0
+
     def validate(self) -> None:
         if not self.impala_channels or any(c < 1 for c in self.impala_channels):
             raise ValueError(f"impala_channels: {self.impala_channels} must be a non-empty list of positive ints")

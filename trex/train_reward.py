@@ -5,8 +5,9 @@
 The training-level demos of ``data.demos`` are split by demo into training and validation sets.
 Every epoch draws fresh snippet pairs from the training demos; the loss is the Bradley-Terry
 cross-entropy over the two snippets' summed rewards (Brown et al., 2019) plus an L1 penalty on
-the per-frame rewards, minimised with Adam (decoupled weight decay) over minibatches of pairs. The
-model with the best validation pair accuracy is kept (``reward_net.pt``), training stops early when
+the per-frame rewards and a penalty on their mean (the constant offset that the Bradley-Terry loss
+cannot see), minimised with Adam (decoupled weight decay) over minibatches of pairs. The model
+with the best validation pair accuracy is kept (``reward_net.pt``), training stops early when
 that has not improved for ``train.patience`` epochs, and the kept model is then scored on the
 held-out-level demos (``eval/metrics.json``, see ``trex.evaluate_reward``).
 
@@ -92,6 +93,12 @@ class TrainConfig:
     """Decoupled weight decay (AdamW)."""
     l1_coef: float = bounded(0.0, 0.0)
     """Weight of the L1 penalty on the per-frame rewards (keeps them small and sparse)."""
+    center_coef: float = bounded(0.1, 0.0)
+    """Weight of a penalty on the squared mean per-frame reward over each minibatch's frames (from the output's
+    midpoint: 0, or 0.5 for a sigmoid). The Bradley-Terry loss on equal-length snippets is invariant to adding a
+    constant to every frame's reward, so that offset gets no gradient and drifts under Adam's normalisation; on
+    held-out episodes of other lengths the predicted return then holds offset x length, an accident that can
+    make the reward look better or worse than the episode-length baseline. The penalty pins the offset."""
     patience: int = bounded(5, 0)
     """Stop after this many epochs without a better validation accuracy (0 = never stop early)."""
     seed: int = bounded(0, 0)
@@ -153,6 +160,7 @@ PROGRESS_COLUMNS = [
     "train/loss",
     "train/accuracy",
     "train/reward_abs",
+    "train/reward_mean",
     "val/loss",
     "val/accuracy",
     "val/best_accuracy",
@@ -169,6 +177,15 @@ def bradley_terry_loss(returns_a: torch.Tensor, returns_b: torch.Tensor, labels:
     logits = torch.stack([returns_a, returns_b], -1)
     targets = labels.expand(returns_a.shape)
     return torch.nn.functional.cross_entropy(logits.reshape(-1, 2), targets.reshape(-1))
+
+
+def mean_reward_penalty(rewards: torch.Tensor, center: float = 0.0) -> torch.Tensor:
+    """Squared distance of each member's mean per-frame reward from ``center``, averaged over members.
+
+    ``rewards``: float ``(K, frames)``. It fixes the one direction the Bradley-Terry loss cannot see, a constant
+    offset of every frame's reward (see ``TrainConfig.center_coef``).
+    """
+    return (rewards.mean(-1) - center).square().mean()
 
 
 def preference_accuracy(returns_a: torch.Tensor, returns_b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -345,14 +362,18 @@ def train(config: Config) -> Path:
             # draws what the uninterrupted one would have).
             pairs = draw_pairs(demos, data, demos.train, data.pairs_per_epoch, seed=[t.seed, 1, epoch])
             order = np.random.default_rng([t.seed, 2, epoch]).permutation(len(pairs))
-            sums = {"loss": 0.0, "accuracy": 0.0, "reward_abs": 0.0}
+            sums = {"loss": 0.0, "accuracy": 0.0, "reward_abs": 0.0, "reward_mean": 0.0}
             frames_seen, compute_s = 0, 0.0
             for start in range(0, len(pairs), t.batch_size):
                 batch = pairs[order[start : start + t.batch_size]]
                 t_batch = time.monotonic()
                 labels = torch.from_numpy(batch.label).to(device)
                 returns_a, returns_b, rewards = snippet_returns(net, demos.frames, batch, device)
-                loss = bradley_terry_loss(returns_a, returns_b, labels) + t.l1_coef * rewards.abs().mean()
+                loss = (
+                    bradley_terry_loss(returns_a, returns_b, labels)
+                    + t.l1_coef * rewards.abs().mean()
+                    + t.center_coef * mean_reward_penalty(rewards, config.reward_net.output_center)
+                )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -362,6 +383,7 @@ def train(config: Config) -> Path:
                 sums["loss"] += loss.item() * len(batch)
                 sums["accuracy"] += accuracy.item() * len(batch)
                 sums["reward_abs"] += rewards.detach().abs().mean().item() * len(batch)
+                sums["reward_mean"] += rewards.detach().mean().item() * len(batch)
                 bar.update(1)
 
             val_loss, val_accuracy = validate_pairs(net, demos.frames, val_pairs, t.batch_size, device)

@@ -71,3 +71,28 @@ def test_full_distribution_run_notes_nothing_is_held_out(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "no level is held out" in captured.err
     assert f"done: {tmp_path / 'run'}" in captured.out
+
+
+def test_periodic_eval_videos_follow_video_every_steps(tmp_path):
+    """eval every update, a video every second one: videos at steps 128 (first eval), 256, 512 only."""
+    import subprocess
+
+    from procgen_common.video import find_ffmpeg
+
+    run = train_tiny(
+        tmp_path / "run",
+        f"train.total_steps={4 * BATCH}",
+        f"eval.every_steps={BATCH}",
+        "eval.record_video=true",
+        "eval.video_episodes=2",
+        f"eval.video_every_steps={2 * BATCH}",
+    )
+    videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
+    assert videos == [f"eval-step_{s:09d}.mp4" for s in (BATCH, 2 * BATCH, 4 * BATCH)]
+    probe = subprocess.run(
+        [find_ffmpeg(), "-v", "error", "-i", str(run / "videos" / videos[0]), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr

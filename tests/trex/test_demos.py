@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 
 import numpy as np
 import pytest
@@ -22,6 +23,14 @@ def test_demo_file_round_trips_exactly(tmp_path):
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
     assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temporary file left
+    # A plain .npz (what np.savez_compressed writes, at a faster zlib level): deflated .npy entries, no pickles.
+    with zipfile.ZipFile(tmp_path / "d.npz") as archive:
+        entries = archive.infolist()
+        assert sorted(e.filename for e in entries) == ["actions.npy", "info.npy", "obs.npy", "rewards.npy"]
+        assert all(e.compress_type == zipfile.ZIP_DEFLATED for e in entries)
+        assert archive.getinfo("obs.npy").compress_size < archive.getinfo("obs.npy").file_size
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as data:
+        np.testing.assert_array_equal(data["obs"], demo.obs)
 
 
 def test_demo_refuses_arrays_of_the_wrong_shape_or_dtype():

@@ -7,7 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from trex.evaluate_reward import average_ranks, main, pair_accuracy, pearson, ranking_scores, spearman, trace_demos
+from trex.evaluate_reward import (
+    UNTRAINED_SEED_OFFSET,
+    average_ranks,
+    main,
+    pair_accuracy,
+    pearson,
+    ranking_scores,
+    spearman,
+    trace_demos,
+)
 
 
 def test_average_ranks_share_ties():
@@ -62,6 +71,9 @@ def test_command_scores_any_model_on_any_demo_folder(reward_run, synthetic_demos
     assert "learned" in out and "episode_length" in out and "untrained_net" in out
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
-    # The stand-alone run reproduces the trainer's own held-out evaluation of the same model.
-    assert saved["learned"] == json.loads((reward_run / "eval" / "metrics.json").read_text())["learned"]
+    # The stand-alone run reproduces the trainer's own held-out evaluation of the same model, the untrained
+    # baseline included: both take the training seed from the model and initialise it from seed + 1_000_003.
+    trainer = json.loads((reward_run / "eval" / "metrics.json").read_text())
+    assert saved["learned"] == trainer["learned"] and saved["untrained_net"] == trainer["untrained_net"]
+    assert saved["untrained_seed"] == trainer["untrained_seed"] == 0 + UNTRAINED_SEED_OFFSET == 1_000_003
     assert (tmp_path / "scatter.png").is_file() and (tmp_path / "traces.png").is_file()

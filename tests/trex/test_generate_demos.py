@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
+import trex.demos
+import trex.generate_demos
+from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import CheckpointError
 from procgen_common.cli import UserError
 from procgen_common.config import load_config
 from procgen_common.env import EnvConfig, ProcgenVecEnv
-from trex.demos import DemoSet, read_index
-from trex.generate_demos import Config, generate, level_env_config
+from trex.demos import DemoSet, read_index, save_demo
+from trex.generate_demos import Config, DemoJob, generate, level_env_config, play_demos
 from trex.sb3_agent import load_sb3_agent
 
 
@@ -27,6 +32,7 @@ def demo_dir(demonstrator_run, tmp_path_factory):
             "train_levels=[3,5]",
             "test_levels=[150]",
             "episodes_per_level=2",
+            "num_envs=4",  # fewer slots than demos: slots are refilled, batches span both checkpoints
             f"out_dir={out}",
         )
     )
@@ -101,14 +107,130 @@ def test_rerun_skips_demos_already_written(demo_dir, demonstrator_run, capsys):
         )
 
 
+def test_rerun_plays_again_demos_without_file_or_index_row(demo_dir, demonstrator_run, tmp_path, capsys):
+    folder = shutil.copytree(demo_dir, tmp_path / "demos")
+    infos = read_index(folder)
+    (folder / infos[0].file).unlink()  # indexed, but its file is gone
+    trex.demos.write_index(folder, infos[2:])  # written, but not indexed (as after a kill between the two)
+    generate(
+        _config(
+            f"checkpoints={demonstrator_run}",
+            "train_levels=[3,5]",
+            "test_levels=[150]",
+            "episodes_per_level=2",
+            f"out_dir={folder}",
+        )
+    )
+    assert "2 new demos, 12 in" in capsys.readouterr().err
+    assert {i.demo_id for i in read_index(folder)} == {i.demo_id for i in infos}
+    assert all((folder / i.file).is_file() for i in infos)
+
+
+def test_a_failed_write_leaves_an_index_of_complete_demos_and_a_rerun_finishes(
+    demonstrator_run, tmp_path, monkeypatch, capsys
+):
+    writes = []
+
+    def failing_save(path, demo):
+        writes.append(path)
+        if len(writes) == 3:
+            raise OSError("disk full")
+        save_demo(path, demo)
+
+    def checked_write_index(folder, infos):
+        assert all((folder / i.file).is_file() for i in infos), "index.csv lists a demo whose file is not written"
+        trex.demos.write_index(folder, infos)
+
+    monkeypatch.setattr(trex.generate_demos, "save_demo", failing_save)
+    monkeypatch.setattr(trex.generate_demos, "write_index", checked_write_index)
+    monkeypatch.setattr(trex.generate_demos, "INDEX_EVERY_S", 0.0)  # rewrite the index after every demo
+    options = (
+        f"checkpoints={demonstrator_run}",
+        "train_levels=[3]",
+        "test_levels=[]",
+        "episodes_per_level=2",
+        "num_envs=2",
+        f"out_dir={tmp_path}",
+    )
+    with pytest.raises(OSError, match="disk full"):
+        generate(_config(*options))
+    kept = read_index(tmp_path)
+    assert 2 <= len(kept) < 4 and writes[2].name not in {i.file for i in kept}
+    monkeypatch.setattr(trex.generate_demos, "save_demo", save_demo)
+    generate(_config(*options))
+    assert f"{4 - len(kept)} new demos, 4 in" in capsys.readouterr().err
+    assert len(read_index(tmp_path)) == 4
+
+
+def test_the_same_seed_plays_the_same_demos(demonstrator_run, tmp_path):
+    options = (f"checkpoints={demonstrator_run}", "train_levels=[3]", "test_levels=[]", "num_envs=3", "epsilon=0.3")
+    first = DemoSet.open(generate(_config(*options, "episodes_per_level=2", f"out_dir={tmp_path}/a")))
+    again = DemoSet.open(generate(_config(*options, "episodes_per_level=2", f"out_dir={tmp_path}/b")))
+    assert first.infos == again.infos
+    for info in first.infos:
+        a, b = first.load(info), again.load(info)
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.obs, b.obs)
+
+
+class RecordingAgent:
+    """A random agent that records the size and episode starts of every forward pass."""
+
+    def __init__(self, seed: int):
+        self.agent = RandomAgent(seed)
+        self.calls: list[np.ndarray] = []  # episode_start of each call
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs, state, episode_start, deterministic: bool = False):
+        assert len(obs) == len(episode_start)
+        self.calls.append(np.array(episode_start))
+        return self.agent.act(obs, state, episode_start, deterministic)
+
+
+def test_play_demos_refills_slots_and_forwards_only_playing_ones():
+    agents, loaded = [RecordingAgent(0), RecordingAgent(1)], []
+
+    def demonstrator(k: int) -> RecordingAgent:
+        loaded.append(k)
+        return agents[k]
+
+    jobs = [DemoJob("train", level, episode, k) for k in range(2) for level in (3, 5) for episode in range(2)]
+    episodes = list(
+        play_demos(demonstrator, EnvConfig(game="starpilot"), jobs, 3, 40, False, 0.0, np.random.default_rng(0))
+    )
+    assert sorted(map(str, (e.job for e in episodes))) == sorted(map(str, jobs))  # every job exactly once
+    assert loaded == [0, 1]
+    for k, agent in enumerate(agents):
+        played = [e for e in episodes if e.job.demonstrator == k]
+        # Forward rows are exactly the frames of this demonstrator's episodes (no row for a finished slot),
+        # each episode starting once, never more rows than slots.
+        assert sum(len(c) for c in agent.calls) == sum(len(e.actions) for e in played)
+        assert sum(int(c.sum()) for c in agent.calls) == len(played) == 4
+        assert max(len(c) for c in agent.calls) <= 3
+    # Demonstrator 1 has 4 jobs for 3 slots: its first pass has fewer rows only if a slot was still playing
+    # demonstrator 0's last job in that step, i.e. the batch spanned both checkpoints.
+    assert len(agents[1].calls[0]) < 3
+    assert all(len(e.actions) <= 40 and e.truncated == (len(e.actions) == 40) for e in episodes)
+
+
 def test_default_levels_out_dir_and_truncation(demonstrator_run):
     checkpoints = demonstrator_run / "checkpoints"
-    out = generate(_config(f"checkpoints={checkpoints}", "num_train_levels=1", "num_test_levels=1", "max_length=5"))
+    out = generate(
+        _config(f"checkpoints={checkpoints}", "num_train_levels=1", "num_test_levels=1", "max_length=5", "num_envs=1")
+    )
     assert out == demonstrator_run / "demos"
     infos = read_index(out)
     # The tiny run trains on levels [0, 20); its test split starts right after (tests/conftest.py).
     assert {(i.split, i.level_seed) for i in infos} == {("train", 0), ("test", 20)}
     assert all(i.truncated and i.length == 5 for i in infos)
+    # One slot played all four: an env cut mid-episode is replaced by a fresh one, so each demo still starts
+    # at its level's first frame.
+    demo_set = DemoSet.open(out)
+    for info in infos:
+        demo = demo_set.load(info)
+        np.testing.assert_array_equal(demo.obs, _replay(info, demo)[0])
 
 
 def test_bad_checkpoint_sources_are_named(tmp_path, demonstrator_run):

@@ -9,7 +9,7 @@ import torch
 
 from procgen_common.networks import ImpalaCNN
 from trex.reward_net import RewardNet, RewardNetConfig
-from trex.train_reward import bradley_terry_loss, preference_accuracy
+from trex.train_reward import bradley_terry_loss, mean_reward_penalty, preference_accuracy
 
 
 def test_loss_is_below_log2_on_a_correctly_ordered_pair_and_matches_the_formula():
@@ -42,6 +42,26 @@ def test_loss_averages_over_ensemble_members_sharing_labels():
     labels = torch.tensor([1, 0])
     per_member = [bradley_terry_loss(returns_a[k], returns_b[k], labels) for k in range(2)]
     assert bradley_terry_loss(returns_a, returns_b, labels).item() == pytest.approx(sum(per_member).item() / 2)
+
+
+def test_a_constant_reward_offset_is_invisible_to_the_loss_but_not_to_the_center_penalty():
+    # The gauge freedom train.center_coef fixes: on equal-length snippets, adding c to every frame's reward adds
+    # c * length to both returns, which the Bradley-Terry loss cannot see.
+    rewards_a, rewards_b = torch.randn(4, 6, generator=torch.Generator().manual_seed(0)).chunk(2)  # 2 pairs x 6
+    labels = torch.tensor([1, 0])
+    offset = torch.tensor(3.0, requires_grad=True)
+    shifted = bradley_terry_loss((rewards_a + offset).sum(-1), (rewards_b + offset).sum(-1), labels)
+    shifted.backward()
+    assert shifted.item() == pytest.approx(bradley_terry_loss(rewards_a.sum(-1), rewards_b.sum(-1), labels).item())
+    assert abs(offset.grad.item()) < 1e-6
+    # The penalty: each member's squared mean reward (from the output's centre), averaged over members.
+    frames = torch.cat([rewards_a, rewards_b]).reshape(1, -1)
+    offset.grad = None
+    mean_reward_penalty(frames + offset).backward()
+    assert offset.grad.item() == pytest.approx(2 * (frames.mean().item() + 3.0))
+    assert mean_reward_penalty(torch.tensor([[1.0, 3.0], [0.0, 0.0]])).item() == pytest.approx((2.0**2 + 0.0) / 2)
+    assert mean_reward_penalty(torch.full((1, 5), 0.5), center=0.5).item() == 0.0
+    assert RewardNetConfig(output="sigmoid").output_center == 0.5 and RewardNetConfig(output="tanh").output_center == 0
 
 
 def test_preference_accuracy_counts_ties_as_half():

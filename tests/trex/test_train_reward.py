@@ -72,6 +72,31 @@ def test_resume_continues_to_the_same_model(synthetic_demos, tmp_path):
         _train(synthetic_demos, tmp_path / "straight", "train.resume=true", "data.min_len=5", *fast)
 
 
+def _reward_on_training_frames(run_dir, demos, data) -> torch.Tensor:
+    """The kept model's per-frame reward on the frames of the run's training demos (validation demos left out)."""
+    net, _ = load_reward_net(run_dir)
+    chosen = select_training_demos(DemoSet.open(demos), data, seed=0)
+    offsets = chosen.frames.offsets
+    rows = np.concatenate([np.arange(offsets[k], offsets[k + 1]) for k in chosen.train])
+    with torch.no_grad():
+        return net.reward(torch.from_numpy(chosen.frames.frames[rows]))
+
+
+def test_the_center_penalty_pins_the_mean_reward_the_pairwise_loss_leaves_free(synthetic_demos, tmp_path):
+    fast = ("train.epochs=5", "data.val_pairs=32", "eval.at_end=false")
+    free = _train(synthetic_demos, tmp_path / "free", "train.center_coef=0", *fast)
+    pinned = _train(synthetic_demos, tmp_path / "pinned", *fast)  # the default train.center_coef
+    data = reward_config(synthetic_demos, tmp_path).data
+    free_rewards = _reward_on_training_frames(free, synthetic_demos, data)
+    pinned_rewards = _reward_on_training_frames(pinned, synthetic_demos, data)
+    # Without the penalty the offset is whatever training left it at (here ~1.9 std above 0); with it, near 0
+    # (~0.1 std: each minibatch's mean is a noisy estimate). Both rank the demos alike: the offset is invisible
+    # on equal-length snippets.
+    assert abs(free_rewards.mean()) > 1.0 * free_rewards.std()
+    assert abs(pinned_rewards.mean()) < 0.25 * pinned_rewards.std()
+    assert [float(_progress(run)[-1]["val/best_accuracy"]) for run in (free, pinned)] == [1.0, 1.0]
+
+
 def test_early_stopping_keeps_the_best_model(synthetic_demos, tmp_path, capsys):
     # A learning rate too small to change the validation accuracy: only epoch 1 improves on "nothing yet".
     run = _train(
