@@ -65,9 +65,9 @@ from trex.pairs import snippet_frame_indices
 from trex.reward_net import RewardNet
 from trex.train_reward import Config as RewardConfig
 from trex.train_reward import (
-    bradley_terry_loss,
     draw_pairs,
     preference_accuracy,
+    reward_loss,
     select_training_demos,
     snippet_returns,
     train,
@@ -118,7 +118,7 @@ def reward_training_speed(config: RewardConfig, rounds: int, bare_batches: int) 
             batch = pairs[order[first : first + t.batch_size]]
             labels = torch.from_numpy(batch.label)
             returns_a, returns_b, rewards = snippet_returns(net, demos.frames, batch, device)
-            loss = bradley_terry_loss(returns_a, returns_b, labels) + t.l1_coef * rewards.abs().mean()
+            loss = reward_loss(returns_a, returns_b, rewards, labels, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

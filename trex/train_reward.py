@@ -188,6 +188,18 @@ def mean_reward_penalty(rewards: torch.Tensor, center: float = 0.0) -> torch.Ten
     return (rewards.mean(-1) - center).square().mean()
 
 
+def reward_loss(
+    returns_a: torch.Tensor, returns_b: torch.Tensor, rewards: torch.Tensor, labels: torch.Tensor, config
+) -> torch.Tensor:
+    """The trainer's full loss on a minibatch: Bradley-Terry + L1 on per-frame rewards + the centring penalty."""
+    t = config.train
+    return (
+        bradley_terry_loss(returns_a, returns_b, labels)
+        + t.l1_coef * rewards.abs().mean()
+        + t.center_coef * mean_reward_penalty(rewards, config.reward_net.output_center)
+    )
+
+
 def preference_accuracy(returns_a: torch.Tensor, returns_b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Fraction of pairs whose better snippet got the larger predicted return (a tie counts one half)."""
     agree = torch.sign(returns_b - returns_a) * (2 * labels - 1)
@@ -369,11 +381,7 @@ def train(config: Config) -> Path:
                 t_batch = time.monotonic()
                 labels = torch.from_numpy(batch.label).to(device)
                 returns_a, returns_b, rewards = snippet_returns(net, demos.frames, batch, device)
-                loss = (
-                    bradley_terry_loss(returns_a, returns_b, labels)
-                    + t.l1_coef * rewards.abs().mean()
-                    + t.center_coef * mean_reward_penalty(rewards, config.reward_net.output_center)
-                )
+                loss = reward_loss(returns_a, returns_b, rewards, labels, config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
