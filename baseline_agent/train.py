@@ -187,7 +187,7 @@ def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) ->
             if p.anneal_lr:
                 optimizer.param_groups[0]["lr"] = (1.0 - run.step / c.train.total_steps) * p.learning_rate
 
-            # Rollout: the C++ env steps in its threads while we store the step's tensors.
+            # Rollout: frames stay uint8 on their way into the buffer; the network scales them itself.
             net.eval()
             for t in range(T):
                 with torch.no_grad(), autocast:

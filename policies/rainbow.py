@@ -386,7 +386,7 @@ def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
                     actions = torch.where(explore, torch.randint_like(actions, NUM_ACTIONS), actions)
                 actions = actions.cpu().numpy()
                 env.step_async(actions)
-                # Learn from what is stored while the environments step in their C++ threads.
+                # Learn from what is stored, at the configured replay ratio.
                 if len(buffer) >= r.learning_starts:
                     updates_due += N * r.replay_ratio / r.batch_size
                     while updates_due >= 1.0:

@@ -132,7 +132,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         assert self._prev_obs is not None, "reset() the env before stepping it"
         self.venv.step_async(actions)
         # The reward of this step depends only on the frame the action was chosen on (and the action),
-        # so it is computed while the environments step.
+        # never on what the step returns (after an auto-reset that is the next episode's first frame).
         self._learned = self.score(self._prev_obs, np.asarray(actions).reshape(self.num_envs))
 
     def step_wait(self):

@@ -245,7 +245,8 @@ class ProcgenVecEnv(VecEnv):
         return [self.seed_value] * self.num_envs
 
     def step_async(self, actions: np.ndarray) -> None:
-        # gym3's act() starts the C++ step in its threads; observe() in step_wait waits for it.
+        # gym3's act() steps every environment (in Procgen's C++ threads) before it returns;
+        # step_wait's observe() only collects the results.
         self._actions = np.asarray(actions).reshape(self.num_envs).astype(np.int32)
         self._gym3.act(self._actions)
 
