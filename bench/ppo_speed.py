@@ -186,7 +186,7 @@ def main() -> None:
             print(f"this PPO, IMPALA, fp32:  {results['ours_impala_sps']:8.0f} steps/s", flush=True)
             print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
             print(
-                f"IMPALA compute bound:    {results['impala_bound']['bound_steps_per_s']:8.0f} steps/s "
+                f"IMPALA fp32 bound:       {results['impala_bound']['bound_steps_per_s']:8.0f} steps/s "
                 f"({results['impala_fraction_of_bound']:.0%} reached)",
                 flush=True,
             )
