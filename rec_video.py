@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from procgen_common.agents import load_agent
-from procgen_common.cli import UserError, main_guard
+from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import closest
 from procgen_common.env import GAMES, EnvConfig
 from procgen_common.runs import pick_device
@@ -36,13 +36,6 @@ from trex.demos import DemoSet
 from trex.evaluate_reward import member_rewards
 from trex.reward_net import load_reward_net
 from trex.sb3_agent import load_sb3_agent
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are UserErrors, so main_guard reports them as one ``error: ...`` line."""
-
-    def error(self, message: str):
-        raise UserError(message)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

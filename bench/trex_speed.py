@@ -48,7 +48,7 @@ import torch
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import main_guard
 from procgen_common.config import load_config, read_yaml
-from procgen_common.env import OBS_SHAPE, ProcgenVecEnv
+from procgen_common.env import OBS_SHAPE, ProcgenVecEnv, one_level_config
 from procgen_common.runs import pick_device
 from trex.demos import DemoSet, read_index, save_demo
 from trex.generate_demos import Config as DemoConfig
@@ -57,7 +57,6 @@ from trex.generate_demos import (
     checkpoint_files,
     choose_levels,
     generate,
-    level_env_config,
     load_demonstrator,
     play_episodes,
 )
@@ -284,7 +283,7 @@ def generation_speed(config: DemoConfig) -> dict:
     rollout = {"frames": 0, "s": 0.0}
     bare = {"rows": 0, "s": 0.0}
     levels = sorted({job.level_seed for job in jobs})
-    ProcgenVecEnv(level_env_config(env_config, levels[0]), num_envs=1).close()  # loads Procgen's library
+    ProcgenVecEnv(one_level_config(env_config, levels[0]), num_envs=1).close()  # loads Procgen's library
     warm_up = rng.integers(0, 256, (config.num_envs, *OBS_SHAPE), dtype=np.uint8)
     agent.act(warm_up, None, np.ones(config.num_envs, dtype=bool), config.deterministic)
     for first in range(0, len(jobs), config.num_envs):

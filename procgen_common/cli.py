@@ -24,6 +24,13 @@ class UserError(ValueError):
 USER_ERRORS = (ConfigError, CheckpointError, UserError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are UserErrors, so ``main_guard`` reports them as one ``error: ...`` line."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
 def main_guard(fn: Callable[..., int | None]) -> Callable[..., int | None]:
     """Run an entry point, reporting user errors as ``error: ...`` and exit status 2."""
 

@@ -22,6 +22,7 @@ range; ``all`` is Procgen's full level distribution.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -176,6 +177,17 @@ class EnvConfig:
                 )
         if self.test_start + self.test_num_levels > 2**31 - 1:
             raise ValueError("test_num_levels: level seeds must stay below 2**31 - 1")
+
+
+def one_level_config(env_config: EnvConfig, level_seed: int) -> EnvConfig:
+    """A copy of ``env_config`` whose training split is exactly one level, ``level_seed``.
+
+    Its test split moves to the next seed (the run's own may meet the new one-level range), and it steps
+    in the calling thread: callers hold many one-env instances, too small for a C++ thread pool apiece.
+    """
+    return dataclasses.replace(
+        env_config, start_level=level_seed, num_levels=1, test_start_level=None, test_num_levels=1, num_threads=0
+    )
 
 
 class ProcgenVecEnv(VecEnv):

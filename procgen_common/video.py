@@ -38,7 +38,7 @@ import numpy as np
 
 from procgen_common.checkpoint import atomic_write_bytes
 from procgen_common.cli import UserError
-from procgen_common.env import EnvConfig, ProcgenVecEnv, Split
+from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, one_level_config
 
 # Procgen's 15 actions are these button combinations (procgen.env.ProcgenGym3Env.get_combos).
 ACTION_NAMES = (
@@ -133,14 +133,6 @@ class RecordedEpisode:
 
 # ---------------------------------------------------------------------------------------------------------
 # Recording
-
-
-def one_level_config(env_config: EnvConfig, level_seed: int) -> EnvConfig:
-    """A copy of ``env_config`` whose training split is exactly level ``level_seed`` (its test split moved
-    to the next seed so the two never meet); steps in the calling thread, as one env needs no thread pool."""
-    return dataclasses.replace(
-        env_config, start_level=level_seed, num_levels=1, test_start_level=None, test_num_levels=1, num_threads=0
-    )
 
 
 def check_levels(levels: Sequence[int]) -> None:

@@ -13,7 +13,6 @@ the new demos.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ from tqdm import tqdm
 from procgen_common.agents import load_agent
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
-from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game
+from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game, one_level_config
 from procgen_common.runs import pick_device
 from trex.demos import Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
 from trex.sb3_agent import load_sb3_agent
@@ -210,17 +209,6 @@ def choose_levels(config: Config, env_config: EnvConfig) -> dict[DemoSplit, list
     return levels
 
 
-def level_env_config(env_config: EnvConfig, level_seed: int) -> EnvConfig:
-    """A copy of ``env_config`` whose training split is exactly one level: ``level_seed``.
-
-    Its test split is moved to the next seed (the run's own may overlap the new one-level range), and it
-    steps in the calling thread: a batch holds many one-slot envs, too small for a C++ thread pool apiece.
-    """
-    return dataclasses.replace(
-        env_config, start_level=level_seed, num_levels=1, test_start_level=None, test_num_levels=1, num_threads=0
-    )
-
-
 def play_demos(
     demonstrator: Callable[[int], Any],
     env_config: EnvConfig,
@@ -263,7 +251,7 @@ def play_demos(
                     if spare[job.level_seed]:
                         lane.env, lane.obs = spare[job.level_seed].pop()
                     else:
-                        lane.env = ProcgenVecEnv(level_env_config(env_config, job.level_seed), "train", num_envs=1)
+                        lane.env = ProcgenVecEnv(one_level_config(env_config, job.level_seed), "train", num_envs=1)
                         lane.obs = lane.env.reset()[0]
             playing = [i for i, lane in enumerate(lanes) if lane.job is not None]
             if not playing:

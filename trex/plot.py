@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from procgen_common.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
-from procgen_common.cli import UserError, main_guard
+from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import read_yaml
 from procgen_common.env import normalized_score
 
@@ -629,13 +629,6 @@ def make_plots(
 
 # ---------------------------------------------------------------------------------------------------------
 # Command line
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are UserErrors, so main_guard reports them as one ``error: ...`` line."""
-
-    def error(self, message: str):
-        raise UserError(message)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -13,9 +13,9 @@ from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import CheckpointError
 from procgen_common.cli import UserError
 from procgen_common.config import load_config
-from procgen_common.env import EnvConfig, ProcgenVecEnv
+from procgen_common.env import EnvConfig, ProcgenVecEnv, one_level_config
 from trex.demos import DemoSet, read_index, save_demo
-from trex.generate_demos import Config, DemoJob, generate, level_env_config, play_demos
+from trex.generate_demos import Config, DemoJob, generate, play_demos
 from trex.sb3_agent import load_sb3_agent
 
 
@@ -41,7 +41,7 @@ def demo_dir(demonstrator_run, tmp_path_factory):
 
 def _replay(info, demo):
     """Play the demo's actions on a fresh one-level env: (frames seen, rewards, done flags)."""
-    env = ProcgenVecEnv(level_env_config(EnvConfig(game=info.game), info.level_seed), num_envs=1, seed=99)
+    env = ProcgenVecEnv(one_level_config(EnvConfig(game=info.game), info.level_seed), num_envs=1, seed=99)
     frames, rewards, dones = [], [], []
     try:
         obs = env.reset()
