@@ -8,4 +8,4 @@ PYTHON=${PYTHON:-python}
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
     "$PYTHON" -m pip install -q "torch==2.13.0"
 fi
-"$PYTHON" -m pip install -q -e ".[dev]"
+"$PYTHON" -m pip install -q -e ".[dev,bench]"

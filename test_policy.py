@@ -11,19 +11,11 @@ seeds played) and a CSV of per-episode rows (level_seed, return, length) beside 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-import sys
-from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from procgen_common.agents import load_agent
-from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import UserError, main_guard
-from procgen_common.evaluation import run_episodes, summarize
+from procgen_common.evaluation import evaluate_checkpoint
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,65 +52,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def default_out(checkpoint_path: Path, split: str) -> Path:
-    run_dir = checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else checkpoint_path.parent
-    return run_dir / "eval" / f"{checkpoint_path.stem}-{split}.json"
-
-
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device: cuda was asked for but torch sees no CUDA device")
-    agent, checkpoint, env_config = load_agent(args.path, args.device)
-    checkpoint_path = Path(args.path)
-    if checkpoint_path.is_dir():
-        checkpoint_path = checkpoint_path / "checkpoints" / "latest.pt"
-    if args.split == "test" and not env_config.held_out:
-        print(
-            "note: this agent trained on the full level distribution (num_levels=0): no level is held out",
-            file=sys.stderr,
-        )
-    bar = tqdm(total=args.episodes, unit="episode", desc=f"{env_config.game} {args.split}", file=sys.stderr)
-    results = run_episodes(
-        agent,
-        env_config,
-        args.split,
-        args.episodes,
-        seed=args.seed,
-        deterministic=args.deterministic,
-        max_envs=args.num_envs,
-        progress=lambda n: bar.update(n - bar.n),
+    summary, out = evaluate_checkpoint(
+        args.path, args.split, args.episodes, args.seed, args.deterministic, args.num_envs, args.device, args.out
     )
-    bar.close()
-    start, count = env_config.level_range(args.split)
-    summary = {
-        "checkpoint": str(checkpoint_path),
-        "algo": checkpoint.get("algo"),
-        "step": checkpoint.get("step"),
-        "game": env_config.game,
-        "distribution_mode": env_config.distribution_mode,
-        "split": args.split,
-        "level_range": {"start_level": start, "num_levels": count},
-        "held_out": args.split == "test" and env_config.held_out,
-        "deterministic": args.deterministic,
-        "seed": args.seed,
-        **summarize(results, env_config.game, env_config.distribution_mode),
-        "level_seeds": results.level_seeds.tolist(),
-    }
-    out = Path(args.out) if args.out else default_out(checkpoint_path, args.split)
-    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
-    rows = io.StringIO()
-    writer = csv.writer(rows, lineterminator="\n")
-    writer.writerow(["episode", "level_seed", "return", "length"])
-    for i, (seed, ret, length) in enumerate(zip(results.level_seeds, results.returns, results.lengths, strict=True)):
-        writer.writerow([i, int(seed), float(ret), int(length)])
-    atomic_write_text(out.with_suffix(".csv"), rows.getvalue())
-
+    start, count = summary["level_range"]["start_level"], summary["level_range"]["num_levels"]
     low, high = summary["ci95_return"]
     score = summary["normalized_score"]
     print(
-        f"{env_config.game} ({env_config.distribution_mode}), split {args.split}, levels "
+        f"{summary['game']} ({summary['distribution_mode']}), split {args.split}, levels "
         f"[{start}, {start + count if count else 'any'}), {summary['episodes']} episodes, step {summary['step']}"
     )
     print(f"  return      {summary['mean_return']:.2f} +- {summary['std_return']:.2f} (95% CI {low:.2f} to {high:.2f})")

@@ -6,10 +6,18 @@ until N episodes finish anywhere would favour levels that end quickly).
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from procgen_common.agents import load_agent, resolve_checkpoint
+from procgen_common.checkpoint import atomic_write_text
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, normalized_score
 
 
@@ -96,3 +104,93 @@ def summarize(results: EpisodeResults, game: str, mode: str) -> dict:
         "normalized_score": score,
         "mean_length": float(results.lengths.mean()) if r.size else float("nan"),
     }
+
+
+def default_eval_path(checkpoint_path: Path, split: str) -> Path:
+    """``<run folder>/eval/<checkpoint>-<split>.json`` (a checkpoint outside a run: beside it)."""
+    run_dir = checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else checkpoint_path.parent
+    return run_dir / "eval" / f"{checkpoint_path.stem}-{split}.json"
+
+
+def evaluate_agent(
+    agent,
+    env_config: EnvConfig,
+    split: Split = "test",
+    episodes: int = 100,
+    seed: int = 0,
+    deterministic: bool = False,
+    num_envs: int = 64,
+    desc: str | None = None,
+) -> tuple[dict, EpisodeResults]:
+    """``run_episodes`` with a progress bar; returns ``(summary, results)``: the level range played, the
+    settings and ``summarize``'s figures, and the per-episode results."""
+    bar = tqdm(total=episodes, unit="episode", desc=desc or f"{env_config.game} {split}", file=sys.stderr, leave=False)
+    results = run_episodes(
+        agent,
+        env_config,
+        split,
+        episodes,
+        seed=seed,
+        deterministic=deterministic,
+        max_envs=num_envs,
+        progress=lambda n: bar.update(n - bar.n),
+    )
+    bar.close()
+    start, count = env_config.level_range(split)
+    summary = {
+        "game": env_config.game,
+        "distribution_mode": env_config.distribution_mode,
+        "split": split,
+        "level_range": {"start_level": start, "num_levels": count},
+        "held_out": split == "test" and env_config.held_out,
+        "deterministic": deterministic,
+        "seed": seed,
+        **summarize(results, env_config.game, env_config.distribution_mode),
+        "level_seeds": results.level_seeds.tolist(),
+    }
+    return summary, results
+
+
+def write_evaluation(summary: dict, results: EpisodeResults, out: str | Path) -> None:
+    """The JSON summary to ``out`` and the per-episode CSV (level_seed, return, length) beside it, atomically."""
+    out = Path(out)
+    atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["episode", "level_seed", "return", "length"])
+    for i, (level, ret, length) in enumerate(zip(results.level_seeds, results.returns, results.lengths, strict=True)):
+        writer.writerow([i, int(level), float(ret), int(length)])
+    atomic_write_text(out.with_suffix(".csv"), rows.getvalue())
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    split: Split = "test",
+    episodes: int = 100,
+    seed: int = 0,
+    deterministic: bool = False,
+    num_envs: int = 64,
+    device: str = "cpu",
+    out: str | Path | None = None,
+) -> tuple[dict, Path]:
+    """Play a saved agent (checkpoint file or run folder) on ``split`` and write the results.
+
+    Writes ``evaluate_agent``'s summary, with the checkpoint's path, algorithm and step, to ``out`` (default
+    ``default_eval_path``) and the per-episode CSV beside it; returns ``(summary, json_path)``.
+    """
+    checkpoint_path = resolve_checkpoint(path)
+    agent, checkpoint, env_config = load_agent(checkpoint_path, device)
+    if split == "test" and not env_config.held_out:
+        print(
+            f"note: {checkpoint_path} trained on the full level distribution (num_levels=0): no level is held out",
+            file=sys.stderr,
+        )
+    summary, results = evaluate_agent(agent, env_config, split, episodes, seed, deterministic, num_envs)
+    summary = {
+        "checkpoint": str(checkpoint_path),
+        "algo": checkpoint.get("algo"),
+        "step": checkpoint.get("step"),
+    } | summary
+    out = Path(out) if out else default_eval_path(checkpoint_path, split)
+    write_evaluation(summary, results, out)
+    return summary, out

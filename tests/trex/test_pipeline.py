@@ -1,0 +1,155 @@
+"""The one-command T-REX pipeline on a tiny config: every artifact, the report, skipping and resuming stages."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from procgen_common.config import ConfigError, load_config
+from tests.conftest import REPO, assert_one_line_error, run_cli
+from trex.pipeline import STAGE_NAMES, Config, run_pipeline
+
+PPO = [
+    "model.arch=nature",
+    "model.hidden_size=32",
+    "ppo.num_steps=32",
+    "ppo.num_epochs=1",
+    "ppo.num_minibatches=2",
+    "train.device=cpu",
+    "train.torch_threads=1",
+    "log.tensorboard=false",
+]
+
+
+def tiny_pipeline(folder, *extra: str) -> list[str]:
+    """Overrides for a pipeline of a few seconds per stage: 4 envs, 2 PPO updates, a 2-checkpoint ladder."""
+    return [
+        f"dir={folder}",
+        "env.num_envs=4",
+        "env.num_levels=20",
+        "env.num_threads=0",
+        *(f"demonstrator.{o}" for o in PPO),
+        "demonstrator.train.total_steps=256",
+        "demonstrator.train.num_checkpoints=2",
+        "demonstrator.eval.every_steps=0",
+        "demos.num_train_levels=6",
+        "demos.num_test_levels=3",
+        "demos.max_length=200",
+        "demos.num_envs=4",
+        "demos.device=cpu",
+        "demos.torch_threads=1",
+        "reward.data.min_len=4",
+        "reward.data.max_len=8",
+        "reward.data.pairs_per_epoch=16",
+        "reward.data.val_pairs=8",
+        "reward.data.val_fraction=0.4",
+        "reward.train.epochs=1",
+        "reward.train.device=cpu",
+        "reward.train.torch_threads=1",
+        "reward.eval.num_traces=2",
+        "reward.log.tensorboard=false",
+        *(f"agent.{o}" for o in PPO),
+        "agent.train.total_steps=128",
+        "agent.train.num_checkpoints=1",
+        "agent.eval.every_steps=0",
+        "evaluation.episodes=4",
+        "evaluation.num_envs=4",
+        *extra,
+    ]
+
+
+def run_tiny(folder, *extra: str):
+    config = load_config(Config, REPO / "configs" / "quickstart.yaml", tiny_pipeline(folder, *extra))
+    try:
+        return run_pipeline(config)
+    finally:
+        torch.set_num_threads(1)  # the stages set the process-wide thread count
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline") / "exp"
+    run_tiny(folder)
+    return folder
+
+
+def test_every_stage_leaves_its_artifacts_and_the_report_shows_them(experiment):
+    assert sorted(p.stem for p in (experiment / "stages").glob("*.json")) == sorted(STAGE_NAMES)
+    assert len(list((experiment / "demonstrator" / "checkpoints").glob("step_*.pt"))) == 2
+    index = (experiment / "demos" / "index.csv").read_text().splitlines()
+    assert len(index) == 1 + 2 * (6 + 3)  # 2 checkpoints x (6 training + 3 held-out levels)
+    assert (experiment / "reward" / "reward_net.pt").is_file()
+    for run in ("agent-learned", "agent-true"):
+        assert (experiment / run / "checkpoints" / "latest.pt").is_file()
+    learned_config = (experiment / "agent-learned" / "config.yaml").read_text()
+    assert "source: learned" in learned_config and str(experiment / "reward") in learned_config
+
+    rows = json.loads((experiment / "evaluation" / "summary.json").read_text())
+    assert list(rows) == ["random", "best demonstrator", "agent, true reward", "agent, learned reward"]
+    for row in rows.values():
+        assert row["episodes"] == 4 and row["held_out"] and row["level_range"]["start_level"] == 20
+        assert row["level_seeds"] == rows["random"]["level_seeds"] or row["policy"] != "random"
+    metrics = json.loads((experiment / "reward" / "eval" / "metrics.json").read_text())
+
+    report = (experiment / "report.md").read_text()
+    for policy, row in rows.items():
+        line = next(line for line in report.splitlines() if line.startswith(f"| {policy}"))
+        assert f"{row['mean_return']:.2f} [" in line
+    spearman = metrics["episode_length"]["spearman"]
+    length_row = next(line for line in report.splitlines() if line.startswith("| episode length"))
+    assert (f"{spearman:.3f}" if spearman is not None else "n/a") in length_row
+    for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (experiment / figure).is_file(), figure
+    assert "report/learning_curves-starpilot.png" in report
+
+
+def test_a_second_run_skips_every_finished_stage(experiment, capfd):
+    checkpoints = sorted((experiment / "demonstrator" / "checkpoints").glob("*.pt"))
+    before = {p: p.stat().st_mtime_ns for p in checkpoints}
+    capfd.readouterr()
+    run_tiny(experiment)
+    err = capfd.readouterr().err
+    assert err.count("skipped") == len(STAGE_NAMES)
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == before
+
+
+def test_an_unfinished_stage_reruns_and_the_rest_is_skipped(experiment, capfd):
+    (experiment / "stages" / "agent-true.json").unlink()
+    capfd.readouterr()
+    run_tiny(experiment)
+    err = capfd.readouterr().err
+    assert "agent-true ..." in err and err.count("skipped") == len(STAGE_NAMES) - 1
+    assert (experiment / "stages" / "agent-true.json").is_file()
+
+
+def test_a_changed_setting_stops_before_any_work_and_keeps_the_results(experiment):
+    reward = (experiment / "reward" / "reward_net.pt").read_bytes()
+    with pytest.raises(Exception, match=r"^reward: .* other settings \(changed: train\.epochs\)") as err:
+        run_tiny(experiment, "reward.train.epochs=2")
+    assert type(err.value).__name__ == "UserError"
+    assert (experiment / "reward" / "reward_net.pt").read_bytes() == reward
+
+
+def test_a_change_upstream_makes_every_later_stage_stale(experiment):
+    with pytest.raises(Exception, match=r"^demos: .*changed: max_length"):
+        run_tiny(experiment, "demos.max_length=50")
+
+
+def test_keys_the_pipeline_sets_are_refused():
+    with pytest.raises(ConfigError, match=r"agent\.reward\.model: set by the pipeline"):
+        load_config(Config, None, ["agent.reward.model=x"])
+    with pytest.raises(ConfigError, match=r"demonstrator\.env: set by the pipeline \(from env\.\*\)"):
+        load_config(Config, None, ["demonstrator.env.game=coinrun"])
+
+
+def test_cli_reports_a_bad_stage_setting_in_one_line(tmp_path):
+    result = run_cli(
+        ["-m", "trex.pipeline", "-c", "configs/quickstart.yaml", f"dir={tmp_path}", "agent.ppo.num_minibatches=7"],
+        REPO,
+    )
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, "agent.ppo.num_minibatches", "must divide")
+    assert not (tmp_path / "stages").exists()

@@ -1,0 +1,474 @@
+"""The whole T-REX experiment in one command (issue 5).
+
+    python -m trex.pipeline -c configs/quickstart.yaml [key=value ...]
+
+Stages, each in its own subfolder of ``dir``:
+
+1. ``demonstrator/``: PPO on the game's reward (``baseline_agent.train``), saving its checkpoint series;
+2. ``demos/``: every checkpoint plays a few training levels and, for evaluation only, a few held-out levels
+   (``trex.generate_demos``);
+3. ``reward/``: a reward model learned from the training demos ranked by return and scored on the held-out
+   demos beside the episode-length and untrained-network baselines (``trex.train_reward``);
+4. ``agent-learned/``: an agent on the learned reward only (``policies.train``, reward.source=learned);
+5. ``agent-true/``: the same agent on the game's reward, the reference;
+6. ``evaluation/``: a random policy, the best demonstrator checkpoint and both agents, each on the same
+   held-out levels (``procgen_common.evaluation``);
+7. ``report.md`` with ``report/``: the held-out table, the reward model's scores, the demonstrations' skill
+   ladder, learning curves and the reward figures.
+
+Each finished stage leaves ``stages/<stage>.json`` with the settings it ran with. A rerun skips a stage whose
+record matches the current settings (and those of the stages it reads from), resumes an unfinished one from its
+own checkpoints, and stops with one line when a finished stage's settings changed, so earlier results are never
+overwritten. The report is rewritten on every run.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from baseline_agent.train import Config as DemonstratorConfig
+from baseline_agent.train import train as train_demonstrator
+from policies.train import Config as AgentConfig
+from policies.train import train as train_agent
+from procgen_common.agents import RandomAgent
+from procgen_common.checkpoint import atomic_write_text
+from procgen_common.cli import UserError, config_parser, main_guard
+from procgen_common.config import ConfigError, bounded, load_config, save_config, to_dict
+from procgen_common.env import EnvConfig
+from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, write_evaluation
+from trex.demos import read_index
+from trex.generate_demos import Config as DemosConfig
+from trex.generate_demos import checkpoint_files, generate, summary_lines
+from trex.train_reward import Config as RewardConfig
+from trex.train_reward import train as train_reward
+
+
+@dataclass
+class EvaluationConfig:
+    """The final held-out evaluation of every policy."""
+
+    episodes: int = bounded(100, 1)
+    """Episodes per policy on the held-out levels (the same level sequence for every policy)."""
+    deterministic: bool = False
+    """Greedy actions instead of sampling."""
+    num_envs: int = bounded(64, 1)
+    """Environments played in parallel."""
+
+
+@dataclass
+class Config:
+    """The whole T-REX experiment (trex.pipeline). Each stage section is that stage's own config, except the
+    keys the pipeline sets itself: the env (from env.*), seeds (from seed), run folders and the paths that
+    connect the stages."""
+
+    dir: str = "experiments/quickstart"
+    """Experiment folder: one subfolder per stage, stages/ (what each finished stage ran with) and report.md."""
+    seed: int = bounded(0, 0)
+    """Seed of every stage (demonstrator, demos, reward model, agents, evaluation)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Game, training levels and Procgen options of the demonstrator and both agents."""
+    demonstrator: DemonstratorConfig = field(default_factory=DemonstratorConfig)
+    """PPO demonstrator (baseline_agent.train); its checkpoint series are the demonstrations' skill ladder."""
+    demos: DemosConfig = field(default_factory=DemosConfig)
+    """Demonstrations (trex.generate_demos) from every demonstrator checkpoint."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """Reward model training and its held-out evaluation (trex.train_reward)."""
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    """The agent trained on the learned reward and, as the reference, on the true reward (policies.train)."""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    """The final held-out evaluation of every policy."""
+
+    def __post_init__(self) -> None:
+        # The keys the pipeline sets are filled in before the sections are checked, so each stage's own checks
+        # (e.g. minibatches against env.num_envs) see the config the stage will run with.
+        for section, values in pipeline_keys(self).items():
+            ours = getattr(self, section)
+            default = next(f for f in dataclasses.fields(self) if f.name == section).default_factory()
+            for key, value in values.items():
+                if _get(ours, key) not in (_get(default, key), value):
+                    raise ConfigError(f"{section}.{key}: set by the pipeline ({PIPELINE_KEYS_WHY[key]}); leave it out")
+                _set(ours, key, copy.deepcopy(value))
+
+
+def pipeline_keys(config: Config) -> dict[str, dict]:
+    """Per stage section, the keys the pipeline sets and their values: what connects the stages, the env and
+    the seed (agent.run.dir and agent.reward.* differ between the two agents; see ``stage_configs``)."""
+    root, seed, env = Path(config.dir), config.seed, config.env
+    return {
+        "demonstrator": {"env": env, "run.dir": str(root / "demonstrator"), "train.seed": seed, "train.resume": True},
+        "demos": {
+            "checkpoints": str(root / "demonstrator"),
+            "game": env.game,
+            "distribution_mode": env.distribution_mode,
+            "out_dir": str(root / "demos"),
+            "seed": seed,
+        },
+        "reward": {
+            "data.demos": str(root / "demos"),
+            "data.test_demos": None,
+            "run.dir": str(root / "reward"),
+            "train.seed": seed,
+            "train.resume": True,
+            "eval.at_end": True,
+        },
+        "agent": {
+            "env": env,
+            "run.dir": None,
+            "reward.source": "env",
+            "reward.model": None,
+            "train.seed": seed,
+            "train.resume": True,
+        },
+    }
+
+
+PIPELINE_KEYS_WHY = {
+    "env": "from env.*",
+    "run.dir": "a subfolder of dir",
+    "train.seed": "from seed",
+    "seed": "from seed",
+    "train.resume": "stages always resume",
+    "checkpoints": "the demonstrator's series",
+    "game": "from env.game",
+    "distribution_mode": "from env.distribution_mode",
+    "out_dir": "dir/demos",
+    "data.demos": "dir/demos",
+    "data.test_demos": "the held-out demos in dir/demos",
+    "reward.source": "learned for agent-learned, env for agent-true",
+    "reward.model": "dir/reward",
+    "eval.at_end": "the report shows the held-out evaluation",
+}
+# Settings that change how fast a stage runs, not what it produces: a change does not make a finished stage stale.
+NOT_RESULTS = ("device", "torch_threads", "writer_threads", "log", "save_interval_minutes")
+
+
+def _get(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _set(obj, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        obj = getattr(obj, part)
+    setattr(obj, last, value)
+
+
+def with_keys(section, values: dict):
+    """A deep copy of a stage config with the pipeline's keys set."""
+    section = copy.deepcopy(section)
+    for key, value in values.items():
+        _set(section, key, value)
+    return section
+
+
+@dataclass
+class Stage:
+    """One step of the experiment: its folder, the config it runs with and the stages it reads from."""
+
+    name: str
+    folder: Path
+    config: object
+    inputs: tuple[str, ...]
+    run: Callable[[], object]
+
+
+def stage_configs(config: Config) -> dict[str, object]:
+    """Every stage's own config (the sections, with the two agents' run folders and rewards set)."""
+    root = Path(config.dir)
+    learned = {"run.dir": str(root / "agent-learned"), "reward.source": "learned", "reward.model": str(root / "reward")}
+    return {
+        "demonstrator": config.demonstrator,
+        "demos": config.demos,
+        "reward": config.reward,
+        "agent-learned": with_keys(config.agent, learned),
+        "agent-true": with_keys(config.agent, {"run.dir": str(root / "agent-true")}),
+    }
+
+
+def _flat(data, prefix: str = "") -> dict:
+    if not isinstance(data, dict):
+        return {prefix.rstrip("."): data}
+    out = {}
+    for key, value in data.items():
+        if key in NOT_RESULTS:
+            continue
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def stage_settings(stage: Stage, input_digests: dict[str, str]) -> dict:
+    """What a stage's results depend on: its flattened config and the digests of the stages it reads from."""
+    settings = _flat(to_dict(stage.config) if dataclasses.is_dataclass(stage.config) else stage.config)
+    for name in stage.inputs:
+        settings[f"<{name}>"] = input_digests[name]
+    return settings
+
+
+def digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_record(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        record["digest"], record["settings"]  # noqa: B018 - a record without them is corrupt
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is corrupt; remove it and the stage reruns (resuming from its checkpoints)") from None
+    return record
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation and report
+
+
+def best_demonstrator(demos_dir: Path) -> tuple[Path, float, int]:
+    """The checkpoint whose training-level demos have the highest mean return: ``(file, mean, count)``.
+
+    The file is found among the demonstrators the demo folder's config.yaml names.
+    """
+    infos = [i for i in read_index(demos_dir) if i.split == "train"]
+    if not infos:
+        raise UserError(f"{demos_dir} holds no training demos; set demos.num_train_levels >= 1")
+    means = {}
+    for name in dict.fromkeys(i.checkpoint for i in infos):
+        returns = [i.episode_return for i in infos if i.checkpoint == name]
+        means[name] = (float(np.mean(returns)), len(returns))
+    name = max(means, key=lambda k: means[k][0])
+    demos_config = load_config(DemosConfig, demos_dir / "config.yaml")
+    files = [f for f in checkpoint_files(demos_config.checkpoint_entries) if f.stem == name]
+    if not files:
+        raise UserError(f"{demos_dir}: its best checkpoint {name} is no longer where its config.yaml says")
+    return files[0], *means[name]
+
+
+def evaluate_policies(config: Config, root: Path) -> dict:
+    """Random policy, best demonstrator checkpoint and both agents on the same held-out episodes."""
+    e, out = config.evaluation, root / "evaluation"
+    best, train_mean, train_count = best_demonstrator(root / "demos")
+    policies = {
+        "best demonstrator": best,
+        "agent, true reward": root / "agent-true",
+        "agent, learned reward": root / "agent-learned",
+    }
+    settings = (e.episodes, config.seed, e.deterministic, e.num_envs)
+    summary, results = evaluate_agent(RandomAgent(config.seed), config.env, "test", *settings, "random")
+    write_evaluation(summary, results, out / "random.json")
+    rows = {"random": summary | {"policy": "random", "file": str(out / "random.json")}}
+    for policy, path in policies.items():
+        file = out / f"{policy.replace(', ', '-').replace(' ', '_')}.json"
+        summary, _ = evaluate_checkpoint(path, "test", *settings, out=file)
+        rows[policy] = summary | {"policy": policy, "file": str(file)}
+    rows["best demonstrator"] |= {"demo_train_mean_return": train_mean, "demo_train_episodes": train_count}
+    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def _cell(row: dict) -> str:
+    low, high = row["ci95_return"]
+    return f"{row['mean_return']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def report_markdown(
+    config: Config, root: Path, rows: dict, reward_metrics: dict, figures: list[str], times: dict
+) -> str:
+    env = config.env
+    first = next(iter(rows.values()))
+    levels = first["level_range"]
+    learned, best = rows["agent, learned reward"], rows["best demonstrator"]
+    verdict = "beats" if learned["mean_return"] > best["mean_return"] else "does not beat"
+    lines = [
+        f"# T-REX experiment: {env.game} ({env.distribution_mode})",
+        "",
+        f"`python -m trex.pipeline` with `{root / 'config.yaml'}`: a PPO demonstrator trained on "
+        f"{env.num_levels} levels for {config.demonstrator.train.total_steps:,} steps; its "
+        f"{config.demonstrator.train.num_checkpoints} checkpoints played the demonstrations; a reward model learned "
+        f"from their ranking; the agent ({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps) trained "
+        "once on the learned reward only and once on the game's reward.",
+        "",
+        "## Held-out levels",
+        "",
+        f"True return on {first['episodes']} episodes per policy, level seeds {levels['start_level']} to "
+        f"{levels['start_level'] + levels['num_levels'] - 1} (never trained on): mean [95% bootstrap CI].",
+        "",
+        "| policy | held-out return | normalised score | mean length |",
+        "|---|---|---|---|",
+    ]
+    for policy, row in rows.items():
+        label = f"{policy} ({Path(row['checkpoint']).stem})" if policy == "best demonstrator" else policy
+        lines.append(f"| {label} | {_cell(row)} | {_num(row['normalized_score'])} | {row['mean_length']:.0f} |")
+    lines += [
+        "",
+        f"The agent on the learned reward **{verdict}** the best demonstrator on held-out levels "
+        f"({learned['mean_return']:.2f} against {best['mean_return']:.2f}; that checkpoint's training-level demos "
+        f"averaged {best['demo_train_mean_return']:.2f}).",
+        "",
+        "## Reward model on held-out demos",
+        "",
+        f"{reward_metrics.get('num_demos', 'n/a')} held-out-level demos; correlation of the predicted return (sum of "
+        "learned rewards) with the true return, beside two baselines on the same demos.",
+        "",
+        "| predictor | Pearson | Spearman | pair accuracy |",
+        "|---|---|---|---|",
+    ]
+    for key, label in (
+        ("learned", "learned reward"),
+        ("episode_length", "episode length"),
+        ("untrained_net", "untrained net"),
+    ):
+        m = reward_metrics.get(key, {})
+        lines.append(
+            f"| {label} | {_num(m.get('pearson'))} | {_num(m.get('spearman'))} | {_num(m.get('pair_accuracy'))} |"
+        )
+    lines += ["", "## Demonstrations (mean true return per checkpoint and split)", "", "```"]
+    lines += summary_lines(read_index(root / "demos")) + ["```", "", "## Figures", ""]
+    lines += [f"![{Path(f).stem}]({f})" for f in figures]
+    lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {name} | {seconds:.0f} |" for name, seconds in times.items()]
+    lines += [f"| total | {sum(times.values()):.0f} |", ""]
+    return "\n".join(lines)
+
+
+def write_report(config: Config, root: Path, times: dict) -> Path:
+    from trex.plot import make_plots  # matplotlib is imported only for the report
+
+    rows = json.loads((root / "evaluation" / "summary.json").read_text())
+    reward_metrics = json.loads((root / "reward" / "eval" / "metrics.json").read_text())
+    runs = ["demonstrator", "agent-true", "agent-learned", "reward"]
+    labels = ["demonstrator (true reward)", "agent, true reward", "agent, learned reward", "reward model"]
+    data = make_plots([str(root / r) for r in runs], root / "report", labels=labels)
+    figures = [f"report/{name}" for name in data["figures"]]
+    figures += [
+        f"reward/eval/{name}" for name in ("scatter.png", "traces.png") if (root / "reward" / "eval" / name).is_file()
+    ]
+    path = root / "report.md"
+    atomic_write_text(path, report_markdown(config, root, rows, reward_metrics, figures, times))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+STAGE_NAMES = ("demonstrator", "demos", "reward", "agent-learned", "agent-true", "evaluation")
+
+
+def stages(config: Config) -> list[Stage]:
+    """The stages in the order they run (each after the stages it reads from)."""
+    root = Path(config.dir)
+    configs = stage_configs(config)
+    return [
+        Stage(
+            "demonstrator",
+            root / "demonstrator",
+            configs["demonstrator"],
+            (),
+            lambda: train_demonstrator(configs["demonstrator"]),
+        ),
+        Stage("demos", root / "demos", configs["demos"], ("demonstrator",), lambda: generate(configs["demos"])),
+        Stage("reward", root / "reward", configs["reward"], ("demos",), lambda: train_reward(configs["reward"])),
+        Stage(
+            "agent-learned",
+            root / "agent-learned",
+            configs["agent-learned"],
+            ("reward",),
+            lambda: train_agent(configs["agent-learned"]),
+        ),
+        Stage("agent-true", root / "agent-true", configs["agent-true"], (), lambda: train_agent(configs["agent-true"])),
+        Stage(
+            "evaluation",
+            root / "evaluation",
+            {"evaluation": to_dict(config.evaluation), "seed": config.seed},
+            ("demos", "agent-learned", "agent-true"),
+            lambda: evaluate_policies(config, root),
+        ),
+    ]
+
+
+def plan(all_stages: list[Stage], root: Path) -> dict[str, tuple[dict, str, dict | None]]:
+    """Per stage: ``(settings, digest, record)`` where record is its finished run's, if any.
+
+    Raises a UserError before any work when a finished stage ran with settings other than today's (a stage's
+    settings include the digests of the stages it reads from, so a change upstream reaches it too).
+    """
+    planned: dict[str, tuple[dict, str, dict | None]] = {}
+    for stage in all_stages:
+        settings = stage_settings(stage, {name: planned[name][1] for name in stage.inputs})
+        record = read_record(root / "stages" / f"{stage.name}.json")
+        if record is not None and record["digest"] != digest(settings):
+            old = record["settings"]
+            changed = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
+            raise UserError(
+                f"{stage.name}: {stage.folder} was made with other settings (changed: {', '.join(changed[:4])}"
+                f"{', ...' if len(changed) > 4 else ''}); use another dir= or remove {stage.folder} and "
+                f"{root / 'stages' / stage.name}.json to redo it"
+            )
+        planned[stage.name] = settings, digest(settings), record
+    return planned
+
+
+def run_pipeline(config: Config) -> Path:
+    """Run every stage that is not finished with the same settings; write the report; returns ``report.md``."""
+    root = Path(config.dir)
+    all_stages = stages(config)
+    planned = plan(all_stages, root)
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(config, root / "config.yaml")
+    times: dict[str, float] = {}
+    for number, stage in enumerate(all_stages, 1):
+        settings, stage_digest, record = planned[stage.name]
+        if record is not None:
+            print(f"[{number}/{len(all_stages)}] {stage.name}: done with these settings, skipped", file=sys.stderr)
+            times[stage.name] = record["elapsed_s"]
+            continue
+        print(f"[{number}/{len(all_stages)}] {stage.name} ...", file=sys.stderr)
+        start = time.monotonic()
+        stage.run()
+        times[stage.name] = time.monotonic() - start
+        record = {"digest": stage_digest, "elapsed_s": times[stage.name], "settings": settings}
+        atomic_write_text(root / "stages" / f"{stage.name}.json", json.dumps(record, indent=1, default=str) + "\n")
+    start = time.monotonic()
+    path = write_report(config, root, times)
+    print(f"report: {path} (written in {time.monotonic() - start:.0f} s)", file=sys.stderr)
+    return path
+
+
+DESCRIPTION = """Run the whole T-REX experiment: a PPO demonstrator and its checkpoint series, demonstrations on a few
+training levels, a reward model learned from their ranking, an agent on the learned reward and one on the true reward,
+all evaluated on held-out levels, and report.md. Finished stages are skipped and an interrupted one resumes."""
+
+
+@main_guard
+def main(argv: list[str] | None = None) -> None:
+    parser = config_parser(
+        "python -m trex.pipeline",
+        DESCRIPTION,
+        Config,
+        "python -m trex.pipeline -c configs/quickstart.yaml dir=experiments/coinrun env.game=coinrun",
+    )
+    args = parser.parse_args(argv)
+    config = load_config(Config, args.config, args.overrides)
+    path = run_pipeline(config)
+    print((Path(config.dir) / "report.md").read_text().split("## Reward model")[0].rstrip())
+    print(f"done: {path}")
+
+
+if __name__ == "__main__":
+    main()
