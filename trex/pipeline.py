@@ -10,7 +10,8 @@ Stages, each in its own subfolder of ``dir``:
 3. ``reward/``: a reward model learned from the training demos ranked by return and scored on the held-out
    demos beside the episode-length and untrained-network baselines (``trex.train_reward``);
 4. ``agent-learned/``: an agent on the learned reward only (``policies.train``, reward.source=learned);
-5. ``agent-true/``: the same agent on the game's reward, the reference;
+5. ``agent-true/``: the same agent on the game's reward, the reference (skipped when the agent is PPO with the
+   demonstrator's settings and budget: that run would replay the demonstrator, which then serves as the reference);
 6. ``evaluation/``: a random policy, the best demonstrator checkpoint and both agents, each on the same
    held-out levels (``procgen_common.evaluation``);
 7. ``report.md`` with ``report/``: the held-out table, the reward model's scores, the demonstrations' skill
@@ -261,7 +262,7 @@ def evaluate_policies(config: Config, root: Path) -> dict:
     best, train_mean, train_count = best_demonstrator(root / "demos")
     policies = {
         "best demonstrator": best,
-        "agent, true reward": root / "agent-true",
+        "agent, true reward": true_reward_run(config),
         "agent, learned reward": root / "agent-learned",
     }
     settings = (e.episodes, config.seed, e.deterministic, e.num_envs)
@@ -301,7 +302,12 @@ def report_markdown(
         f"{env.num_levels} levels for {config.demonstrator.train.total_steps:,} steps; its "
         f"{config.demonstrator.train.num_checkpoints} checkpoints played the demonstrations; a reward model learned "
         f"from their ranking; the agent ({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps) trained "
-        "once on the learned reward only and once on the game's reward.",
+        + (
+            "on the learned reward only; on the game's reward, the demonstrator itself is that agent (the same PPO "
+            "settings, seed and budget)."
+            if demonstrator_is_reference(config)
+            else "once on the learned reward only and once on the game's reward."
+        ),
         "",
         "## Held-out levels",
         "",
@@ -351,9 +357,13 @@ def write_report(config: Config, root: Path, times: dict) -> Path:
 
     rows = json.loads((root / "evaluation" / "summary.json").read_text())
     reward_metrics = json.loads((root / "reward" / "eval" / "metrics.json").read_text())
-    runs = ["demonstrator", "agent-true", "agent-learned", "reward"]
-    labels = ["demonstrator (true reward)", "agent, true reward", "agent, learned reward", "reward model"]
-    data = make_plots([str(root / r) for r in runs], root / "report", labels=labels)
+    runs = {
+        root / "demonstrator": "demonstrator (true reward)",
+        true_reward_run(config): "agent, true reward",
+        root / "agent-learned": "agent, learned reward",
+        root / "reward": "reward model",
+    }  # one entry for the demonstrator when it is also the true-reward agent (the later label wins)
+    data = make_plots([str(r) for r in runs], root / "report", labels=list(runs.values()))
     figures = [f"report/{name}" for name in data["figures"]]
     figures += [
         f"reward/eval/{name}" for name in ("scatter.png", "traces.png") if (root / "reward" / "eval" / name).is_file()
@@ -370,10 +380,31 @@ def write_report(config: Config, root: Path, times: dict) -> Path:
 STAGE_NAMES = ("demonstrator", "demos", "reward", "agent-learned", "agent-true", "evaluation")
 
 
+def demonstrator_is_reference(config: Config) -> bool:
+    """Whether the true-reward agent would be PPO with the demonstrator's settings, seed and budget: a replay of
+    the demonstrator run, which then serves as the reference instead of being trained twice."""
+    agent, demonstrator = config.agent, config.demonstrator
+    return (
+        agent.agent.algo == "ppo"
+        and (agent.model, agent.ppo) == (demonstrator.model, demonstrator.ppo)
+        and (agent.train.total_steps, agent.train.precision)
+        == (demonstrator.train.total_steps, demonstrator.train.precision)
+    )
+
+
+def true_reward_run(config: Config) -> Path:
+    """The run folder of the agent on the true reward: agent-true, or the demonstrator when it is the reference."""
+    return Path(config.dir) / ("demonstrator" if demonstrator_is_reference(config) else "agent-true")
+
+
 def stages(config: Config) -> list[Stage]:
     """The stages in the order they run (each after the stages it reads from)."""
     root = Path(config.dir)
     configs = stage_configs(config)
+    reuse = demonstrator_is_reference(config)
+    agent_true = Stage(
+        "agent-true", root / "agent-true", configs["agent-true"], (), lambda: train_agent(configs["agent-true"])
+    )
     return [
         Stage(
             "demonstrator",
@@ -391,12 +422,12 @@ def stages(config: Config) -> list[Stage]:
             ("reward",),
             lambda: train_agent(configs["agent-learned"]),
         ),
-        Stage("agent-true", root / "agent-true", configs["agent-true"], (), lambda: train_agent(configs["agent-true"])),
+        *([] if reuse else [agent_true]),
         Stage(
             "evaluation",
             root / "evaluation",
             {"evaluation": to_dict(config.evaluation), "seed": config.seed},
-            ("demos", "agent-learned", "agent-true"),
+            ("demos", "agent-learned", "demonstrator" if reuse else "agent-true"),
             lambda: evaluate_policies(config, root),
         ),
     ]

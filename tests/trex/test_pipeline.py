@@ -138,6 +138,16 @@ def test_a_change_upstream_makes_every_later_stage_stale(experiment):
         run_tiny(experiment, "demos.max_length=50")
 
 
+def test_the_demonstrator_is_the_true_reward_agent_when_their_settings_match(tmp_path):
+    folder = tmp_path / "exp"
+    run_tiny(folder, "agent.train.total_steps=256")  # now the agent is the demonstrator's PPO, settings and budget
+    assert not (folder / "agent-true").exists()
+    assert sorted(p.stem for p in (folder / "stages").glob("*.json")) == sorted(set(STAGE_NAMES) - {"agent-true"})
+    rows = json.loads((folder / "evaluation" / "summary.json").read_text())
+    assert rows["agent, true reward"]["checkpoint"] == str(folder / "demonstrator" / "checkpoints" / "latest.pt")
+    assert "the demonstrator itself is that agent" in (folder / "report.md").read_text()
+
+
 def test_keys_the_pipeline_sets_are_refused():
     with pytest.raises(ConfigError, match=r"agent\.reward\.model: set by the pipeline"):
         load_config(Config, None, ["agent.reward.model=x"])

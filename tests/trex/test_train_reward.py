@@ -155,3 +155,11 @@ def test_held_out_demos_of_another_game_are_refused(synthetic_demos, tmp_path):
     other = write_synthetic_demos(tmp_path / "fruit", 0, 4, game="fruitbot")
     with pytest.raises(UserError, match="holds fruitbot .* starpilot"):
         _train(synthetic_demos, tmp_path / "run", f"data.test_demos={other}")
+
+
+def test_bf16_training_learns_the_known_pixel_reward_too(synthetic_demos, tmp_path):
+    run = _train(synthetic_demos, tmp_path / "run", "train.precision=bf16")
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["learned"]["pair_accuracy"] >= 0.95
+    net, _ = load_reward_net(run)
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # autocast leaves the weights in fp32
