@@ -201,7 +201,8 @@ def markdown(summary: dict) -> list[str]:
 
 
 def summarize(args: argparse.Namespace, runs: dict[str, str], priors: list[str]) -> dict:
-    """Collect every finished reward run into the summary (missing runs are left out and counted)."""
+    """Collect every finished reward run into the summary (missing seeds of a cell are counted; cells with no
+    finished run are left out)."""
     summary: dict = {
         "command": " ".join(["python bench/trex_quality.py", *args.argv]),
         "num_demos": args.num_demos,
@@ -227,10 +228,10 @@ def summarize(args: argparse.Namespace, runs: dict[str, str], priors: list[str])
                 records = []
                 for seed in args.seeds:
                     run_dir = base / f"prior-{prior}" / f"n{num_demos}-seed{seed}"
-                    if not (run_dir / "eval" / "metrics.json").is_file():
-                        missing += 1
-                        continue
-                    records.append({"prior": prior, "num_demos": num_demos, "seed": seed, **run_record(run_dir)})
+                    if (run_dir / "eval" / "metrics.json").is_file():
+                        records.append({"prior": prior, "num_demos": num_demos, "seed": seed, **run_record(run_dir)})
+                # A cell with no finished run was not asked for (e.g. the prior measured at one size only).
+                missing += len(args.seeds) - len(records) if records else 0
                 if records:
                     per_game["cells"].setdefault(prior, {})[num_demos] = aggregate(records)
                     per_game["runs"] += records
