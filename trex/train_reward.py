@@ -210,24 +210,33 @@ def preference_accuracy(returns_a: torch.Tensor, returns_b: torch.Tensor, labels
     return ((agree + 1) / 2).mean()
 
 
+# Minibatches hold a varying number of frames (snippet lengths differ); the forward pass rounds it up to a multiple
+# of this. Every distinct batch shape makes oneDNN build and cache its own convolution kernels and buffers: with
+# free shapes that cache held ~1 GB after a few epochs; with buckets a handful of shapes cost a few % padding.
+FRAME_BUCKET = 128
+
+
 def snippet_returns(
     net: RewardNet, frames: DemoFrames, pairs: SnippetPairs, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed rewards of both snippets of every pair: ``(returns_a, returns_b, per-frame rewards)``.
 
-    The frames of all snippets are gathered from the uint8 demo array into one flat batch (no padding:
-    snippet lengths differ), scored in one forward pass, and summed per snippet. Shapes: ``(K, n)``,
-    ``(K, n)`` and ``(K, frames)`` for an ensemble of K.
+    The frames of all snippets are gathered from the uint8 demo array into one flat batch (no per-snippet
+    padding: snippet lengths differ), padded at the end to a multiple of ``FRAME_BUCKET`` frames, scored in one
+    forward pass, and summed per snippet. Shapes: ``(K, n)``, ``(K, n)`` and ``(K, frames)`` for an ensemble
+    of K (the padding is dropped).
     """
     n = len(pairs)
     rows_a, snippet_a = snippet_frame_indices(frames.offsets, pairs.demo_a, pairs.start_a, pairs.length, pairs.stride)
     rows_b, snippet_b = snippet_frame_indices(frames.offsets, pairs.demo_b, pairs.start_b, pairs.length, pairs.stride)
     rows = np.concatenate([rows_a, rows_b])
+    num_frames = len(rows)
+    rows = np.concatenate([rows, np.full(-num_frames % FRAME_BUCKET, rows[0])])  # padding: any frame, dropped below
     snippet = torch.from_numpy(np.concatenate([snippet_a, snippet_b + n])).to(device)
     obs = torch.from_numpy(frames.frames[rows]).to(device)
     actions = torch.from_numpy(frames.actions[rows]).to(device)
     # float(): under bf16 autocast the rewards are summed in fp32 (bf16 keeps ~3 significant digits).
-    rewards = net(obs, actions).float()
+    rewards = net(obs, actions).float()[:, :num_frames]
     returns = rewards.new_zeros(rewards.shape[0], 2 * n).index_add_(1, snippet, rewards)
     return returns[:, :n], returns[:, n:], rewards
 

@@ -163,3 +163,29 @@ def test_bf16_training_learns_the_known_pixel_reward_too(synthetic_demos, tmp_pa
     assert metrics["learned"]["pair_accuracy"] >= 0.95
     net, _ = load_reward_net(run)
     assert all(p.dtype == torch.float32 for p in net.parameters())  # autocast leaves the weights in fp32
+
+
+def test_snippet_returns_sum_each_snippets_own_frames_whatever_the_padding():
+    from trex.demos import DemoFrames
+    from trex.pairs import sample_snippet_pairs
+    from trex.train_reward import FRAME_BUCKET, snippet_returns
+
+    class MeanPixel(torch.nn.Module):  # a "reward net" whose per-frame reward is known: the frame's mean pixel
+        def forward(self, obs, actions):
+            return obs.float().mean((1, 2, 3))[None]
+
+    rng = np.random.default_rng(0)
+    lengths = np.array([30, 41, 57, 64])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    frames = DemoFrames(
+        rng.integers(0, 256, (offsets[-1], 64, 64, 3), dtype=np.uint8), np.zeros(offsets[-1], np.int64), offsets
+    )
+    pairs = sample_snippet_pairs(np.arange(4.0), lengths, np.arange(4), 7, min_len=5, max_len=13, seed=1)
+    assert (2 * pairs.length.sum()) % FRAME_BUCKET != 0  # the batch is padded
+    returns_a, returns_b, rewards = snippet_returns(MeanPixel(), frames, pairs, torch.device("cpu"))
+    assert rewards.shape == (1, 2 * pairs.length.sum())  # the padding is dropped
+    for k in range(len(pairs)):
+        for demo, start, got in ((pairs.demo_a, pairs.start_a, returns_a), (pairs.demo_b, pairs.start_b, returns_b)):
+            first = offsets[demo[k]] + start[k]
+            expected = frames.frames[first : first + pairs.length[k]].astype(np.float64).mean((1, 2, 3)).sum()
+            assert got[0, k].item() == pytest.approx(expected, rel=1e-5)
