@@ -36,11 +36,10 @@ from pathlib import Path
 import torch
 
 from policies.train import Config, train
-from procgen_common.checkpoint import atomic_write_text, save_checkpoint
-from procgen_common.config import load_config, to_dict
+from procgen_common.checkpoint import atomic_write_text
+from procgen_common.config import load_config
 from procgen_common.env import EnvConfig, ProcgenVecEnv
-from trex.reward_net import ALGO as REWARD_ALGO
-from trex.reward_net import RewardNet, RewardNetConfig
+from trex.reward_net import RewardNetConfig, save_untrained_reward_net
 
 GAME = "starpilot"
 NUM_ENVS, NUM_STEPS, EPOCHS, MINIBATCH = 64, 256, 3, 2048
@@ -74,25 +73,8 @@ def ours(workdir: Path, name: str, overrides: list[str]) -> Path:
     return train(load_config(Config, None, base + overrides))
 
 
-def untrained_reward_model(path: Path) -> Path:
-    """An untrained reward model of the default T-REX shape, saved as trex.train_reward saves one."""
-    config = RewardNetConfig()
-    save_checkpoint(
-        path,
-        {
-            "algo": REWARD_ALGO,
-            "step": 0,
-            "mean_return": None,
-            "config": {"reward_net": to_dict(config)},
-            "model": RewardNet(config).state_dict(),
-            "demos": {"game": GAME, "distribution_mode": "easy"},
-        },
-    )
-    return path
-
-
 def part_learned(args, workdir: Path) -> dict:
-    model = args.reward_model or str(untrained_reward_model(workdir / "reward_net.pt"))
+    model = args.reward_model or str(save_untrained_reward_net(workdir / "reward_net.pt", RewardNetConfig(), GAME))
     steps = f"train.total_steps={BATCH * (args.updates + 1)}"
     common = ["agent.algo=ppo", "train.precision=bf16", steps]
     true = progress_sps(ours(workdir, "ppo-true", common))

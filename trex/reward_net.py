@@ -19,8 +19,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from procgen_common.checkpoint import CheckpointError, load_checkpoint
-from procgen_common.config import ConfigError, bounded, from_dict
+from procgen_common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from procgen_common.config import ConfigError, bounded, from_dict, to_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ImpalaCNN, frames_to_input
 
@@ -152,3 +152,23 @@ def load_reward_net(path: str | Path) -> tuple[RewardNet, dict]:
         first = str(err).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: not a usable reward model ({first})") from None
     return net.eval(), checkpoint
+
+
+def save_untrained_reward_net(
+    path: str | Path, config: RewardNetConfig, game: str, distribution_mode: str = "easy", seed: int = 0
+) -> Path:
+    """Save a freshly initialised reward model in the format ``trex.train_reward`` writes (for tests and speed
+    benchmarks, where the weights do not matter)."""
+    torch.manual_seed(seed)
+    save_checkpoint(
+        path,
+        {
+            "algo": ALGO,
+            "step": 0,
+            "mean_return": None,
+            "config": {"reward_net": to_dict(config)},
+            "model": RewardNet(config).state_dict(),
+            "demos": {"game": game, "distribution_mode": distribution_mode},
+        },
+    )
+    return Path(path)

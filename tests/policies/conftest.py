@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from procgen_common.checkpoint import save_checkpoint
-from procgen_common.config import load_config, to_dict
-from trex.reward_net import ALGO as REWARD_ALGO
-from trex.reward_net import RewardNet, RewardNetConfig
+from procgen_common.config import load_config
+from trex.reward_net import RewardNetConfig, save_untrained_reward_net
 
 NUM_ENVS, NUM_STEPS = 4, 16
 TOTAL_STEPS = 2 * NUM_ENVS * NUM_STEPS  # two PPO updates, or two Rainbow log rows
@@ -73,21 +71,7 @@ def train_policy(run_dir: Path, algo: str, *extra: str) -> Path:
 
 def save_reward_model(path: Path, game: str = "starpilot", ensemble_size: int = 2, seed: int = 0) -> Path:
     """An untrained T-REX reward model (small ensemble) saved as trex.train_reward saves its reward_net.pt."""
-    torch.manual_seed(seed)
-    config = RewardNetConfig(hidden_size=8, ensemble_size=ensemble_size)
-    net = RewardNet(config)
-    save_checkpoint(
-        path,
-        {
-            "algo": REWARD_ALGO,
-            "step": 0,
-            "mean_return": None,
-            "config": {"reward_net": to_dict(config)},
-            "model": net.state_dict(),
-            "demos": {"game": game, "distribution_mode": "easy"},
-        },
-    )
-    return path
+    return save_untrained_reward_net(path, RewardNetConfig(hidden_size=8, ensemble_size=ensemble_size), game, seed=seed)
 
 
 @pytest.fixture(scope="session")
