@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from procgen_common.agents import load_agent, resolve_checkpoint
@@ -125,16 +126,20 @@ def evaluate_agent(
     """``run_episodes`` with a progress bar; returns ``(summary, results)``: the level range played, the
     settings and ``summarize``'s figures, and the per-episode results."""
     bar = tqdm(total=episodes, unit="episode", desc=desc or f"{env_config.game} {split}", file=sys.stderr, leave=False)
-    results = run_episodes(
-        agent,
-        env_config,
-        split,
-        episodes,
-        seed=seed,
-        deterministic=deterministic,
-        max_envs=num_envs,
-        progress=lambda n: bar.update(n - bar.n),
-    )
+    # Sampled actions come from torch's global generator: seed it here (and restore it afterwards) so an evaluation
+    # gives the same episodes whatever ran before it in the process.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        results = run_episodes(
+            agent,
+            env_config,
+            split,
+            episodes,
+            seed=seed,
+            deterministic=deterministic,
+            max_envs=num_envs,
+            progress=lambda n: bar.update(n - bar.n),
+        )
     bar.close()
     start, count = env_config.level_range(split)
     summary = {

@@ -113,3 +113,15 @@ def test_bad_options_are_argparse_errors(script, tiny_run, tmp_path, capsys):
             script.main([str(tiny_run), *args])
         assert info.value.code == 2
         assert args[0] in capsys.readouterr().err
+
+
+def test_an_evaluation_plays_the_same_episodes_whatever_ran_before(tiny_run, tmp_path):
+    import torch
+
+    from procgen_common.evaluation import evaluate_checkpoint
+
+    first, _ = evaluate_checkpoint(tiny_run, "test", 4, seed=3, num_envs=2, out=tmp_path / "a.json")
+    torch.rand(1000)  # other work moves torch's global generator on
+    second, _ = evaluate_checkpoint(tiny_run, "test", 4, seed=3, num_envs=2, out=tmp_path / "b.json")
+    assert (first["mean_return"], first["level_seeds"]) == (second["mean_return"], second["level_seeds"])
+    assert json.loads((tmp_path / "a.json").read_text())["mean_length"] == second["mean_length"]
