@@ -189,6 +189,15 @@ class TrainingRun:
 
     def evaluate(self) -> dict:
         c = self.config
+        # The evaluation draws its sampled actions from its own seeded stream and leaves the training streams as it
+        # found them, so eval.* settings never change the trained weights (and a run with its evaluations on
+        # replays one with them off).
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(c.train.seed + 10_000)
+            return self._evaluate()
+
+    def _evaluate(self) -> dict:
+        c = self.config
         agent = self.make_agent()
         out = {}
         try:

@@ -149,6 +149,19 @@ def test_same_seed_gives_identical_first_update_and_another_seed_does_not(tmp_pa
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_periodic_evaluation_never_changes_the_trained_weights(tmp_path):
+    # Evaluations and their videos draw from their own seeded stream, so eval.* settings leave the training streams
+    # (and hence the weights) exactly as a run without them would.
+    common = (f"train.total_steps={3 * BATCH}", "train.num_checkpoints=1", "eval.episodes=3")
+    train_tiny(tmp_path / "off", *common, "eval.every_steps=0")
+    train_tiny(tmp_path / "on", *common, f"eval.every_steps={BATCH}", "eval.splits=[train,test]")
+    assert any(row["eval/test_return"] for row in read_progress(tmp_path / "on"))
+    off = load_checkpoint(tmp_path / "off" / "checkpoints" / "latest.pt")
+    on = load_checkpoint(tmp_path / "on" / "checkpoints" / "latest.pt")
+    assert all(torch.equal(off["model"][k], on["model"][k]) for k in off["model"])
+    assert torch.equal(off["rng"]["torch"], on["rng"]["torch"])
+
+
 def test_batch_size_property():
     cfg = tiny_config(Path("unused"))
     assert cfg.batch_size == NUM_ENVS * cfg.ppo.num_steps == BATCH
