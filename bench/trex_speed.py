@@ -50,7 +50,7 @@ from procgen_common.cli import main_guard
 from procgen_common.config import load_config, read_yaml
 from procgen_common.env import OBS_SHAPE, ProcgenVecEnv, one_level_config
 from procgen_common.runs import pick_device
-from trex.demos import DemoSet, read_index, save_demo
+from trex.demos import SUFFIX, DemoSet, read_index, save_demo
 from trex.generate_demos import Config as DemoConfig
 from trex.generate_demos import (
     DemoJob,
@@ -275,7 +275,8 @@ def generation_speed(config: DemoConfig) -> dict:
     device = pick_device(config.device)
     agent, _, _, env_config = load_demonstrator(path, config, device)
     jobs = [
-        DemoJob("train", s, e)
+        DemoJob("train", s, e, epsilon=epsilon)
+        for epsilon in config.epsilons
         for s in choose_levels(config, env_config)["train"]
         for e in range(config.episodes_per_level)
     ]
@@ -290,9 +291,7 @@ def generation_speed(config: DemoConfig) -> dict:
         chunk = jobs[first : first + config.num_envs]
         counting = CountingAgent(agent)
         start = time.perf_counter()
-        for episode in play_episodes(
-            counting, env_config, chunk, config.max_length, config.deterministic, config.epsilon, rng
-        ):
+        for episode in play_episodes(counting, env_config, chunk, config.max_length, config.deterministic, rng):
             rollout["frames"] += len(episode.actions)
         rollout["s"] += time.perf_counter() - start
 
@@ -313,7 +312,7 @@ def generation_speed(config: DemoConfig) -> dict:
     demos = [demo_set.load(info) for info in demo_set.infos]
     start = time.perf_counter()
     for demo in demos:
-        save_demo(out / "resaved.npz", demo)
+        save_demo(out / f"resaved{SUFFIX}", demo)
     save_s = time.perf_counter() - start
     bare_rate = bare["rows"] / bare["s"]
     return {

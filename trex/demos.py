@@ -1,10 +1,11 @@
-"""Demonstrations on disk: one compressed ``.npz`` per demo plus an ``index.csv`` per demo folder.
+"""Demonstrations on disk: one compressed file per demo plus an ``index.csv`` per demo folder.
 
 A demo folder (written by ``python -m trex.generate_demos``) holds
 
 - ``index.csv``: one row per demo whose file is complete, the fields of ``DemoInfo`` (written atomically,
   so a kill never leaves half a table; a demo file it does not list is played again on a rerun);
-- ``<demo_id>.npz``: the demo's frames, actions and true rewards (``Demo``);
+- ``<demo_id>.npz.zst``: the demo's frames, actions and true rewards (``Demo``): an uncompressed ``.npz``
+  compressed as one Zstandard frame (older folders hold zlib-deflated ``<demo_id>.npz`` files, still read);
 - ``config.yaml``: the settings the demos were played with.
 
 Nothing here holds a float copy of a demo set: ``DemoSet`` reads only the index and loads demos one
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import zstandard
 
 from procgen_common.checkpoint import atomic_write_bytes, atomic_write_text
 from procgen_common.cli import UserError
@@ -64,14 +66,21 @@ class DemoInfo:
     """Number of steps (= frames stored)."""
     truncated: bool
     """True when the episode was cut at max_length rather than ended by the game."""
+    epsilon: float = 0.0
+    """Probability with which each action was replaced by a uniformly random one (the D-REX noise level of the
+    ladder rung that played it; indexes written before noise ladders lack the column and mean 0)."""
 
     @classmethod
     def from_row(cls, row: dict[str, str], where: str) -> DemoInfo:
         """Parse a CSV row (strings) into typed fields; a bad value is a UserError naming ``where``."""
         parse = {int: int, float: float, bool: {"True": True, "False": False}.__getitem__}
         kwargs = {}
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
         for name, tp in typing.get_type_hints(cls).items():
             text = row.get(name)
+            if text is None and name in defaults:
+                kwargs[name] = defaults[name]
+                continue
             if text is None:
                 raise UserError(
                     f"{where}: column '{name}' is missing; is this an index written by trex.generate_demos?"
@@ -119,41 +128,40 @@ class Demo:
                 )
 
 
-# zlib level 1: starpilot demo frames shrink to ~0.51 of their size at level 1 and to ~0.47 at numpy's default
-# level 6, which takes ~1.5x as long; compressing is the slowest part of generating demos.
-COMPRESS_LEVEL = 1
+# Zstandard level 3 (its default) on the whole uncompressed .npz: starpilot demo frames shrink about as much as with
+# zlib, several times faster, so compressing no longer bounds demo generation (bench/trex_speed.py).
+ZSTD_LEVEL = 3
+SUFFIX = ".npz.zst"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # how every Zstandard frame begins (RFC 8878)
 
 
 def save_demo(path: str | Path, demo: Demo) -> None:
-    """Write a demo as one compressed ``.npz`` (atomically); its metadata rides along as JSON text.
-
-    The file is what ``np.savez_compressed`` writes (a zip of ``.npy`` entries, deflated), at zlib level
-    ``COMPRESS_LEVEL`` instead of numpy's default 6; ``np.load`` reads it without pickles.
-    """
-    arrays = {
-        "obs": demo.obs,
-        "actions": demo.actions,
-        "rewards": demo.rewards,
-        "info": np.array(json.dumps(dataclasses.asdict(demo.info))),
-    }
+    """Write a demo (atomically) as an uncompressed ``.npz`` inside one Zstandard frame; its metadata rides along
+    as JSON text. Decompressed, the file is what ``np.savez`` writes; ``np.load`` reads it without pickles."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as archive:
-        for name, array in arrays.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
-                np.lib.format.write_array(entry, array, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    np.savez(
+        buffer,
+        obs=demo.obs,
+        actions=demo.actions,
+        rewards=demo.rewards,
+        info=np.array(json.dumps(dataclasses.asdict(demo.info))),
+    )
+    atomic_write_bytes(path, zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(buffer.getbuffer()))
 
 
 def load_demo(path: str | Path) -> Demo:
-    """Read a demo written by ``save_demo`` (no pickles: ``allow_pickle=False``)."""
+    """Read a demo written by ``save_demo`` (or an older zlib ``.npz``; no pickles: ``allow_pickle=False``)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        raw = path.read_bytes()
+        if raw.startswith(ZSTD_MAGIC):
+            raw = zstandard.ZstdDecompressor().stream_reader(raw).read()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
             info = DemoInfo(**json.loads(str(data["info"])))
             return Demo(info, data["obs"], data["actions"], data["rewards"])
     except FileNotFoundError:
         raise UserError(f"demo file {path} does not exist; rerun trex.generate_demos on its folder") from None
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zstandard.ZstdError) as err:
         raise UserError(f"{path} is not a readable demo file ({str(err)[:160] or type(err).__name__})") from None
 
 

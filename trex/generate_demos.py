@@ -3,9 +3,10 @@
     python -m trex.generate_demos -c configs/trex-cpu.yaml checkpoints=runs/ppo-starpilot-nature-seed0
 
 Every checkpoint (this suite's ``checkpoints/step_*.pt`` series, or stable-baselines3 ``.zip``
-models) plays ``episodes_per_level`` episodes on each training level seed and, separately, on each
-held-out test level seed. All of them go through one batched step loop (``play_demos``) while
-writer threads compress and write the finished ones: one ``.npz`` per demo and an ``index.csv``
+models), at every noise level of ``epsilon`` (a D-REX noise ladder, Brown et al. 2019b: each
+(checkpoint, epsilon) is one rung), plays ``episodes_per_level`` episodes on each training level seed
+and, separately, on each held-out test level seed. All of them go through one batched step loop (``play_demos``) while
+writer threads compress and write the finished ones: one ``.npz.zst`` per demo and an ``index.csv``
 go to ``out_dir``. Rerunning skips the demos already there (indexed, with their file), so an
 interrupted run continues where it stopped and a run with more checkpoints or levels adds only
 the new demos.
@@ -33,7 +34,7 @@ from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game, one_level_config
 from procgen_common.runs import pick_device
-from trex.demos import Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
+from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
 from trex.sb3_agent import load_sb3_agent
 
 MAX_LEVEL_SEED = 2**31 - 3  # Procgen seeds are int32; a one-level env also needs seed + 1 for its test range
@@ -64,8 +65,10 @@ class Config:
     """Episodes each checkpoint plays on each level (they differ only through sampled or noisy actions)."""
     deterministic: bool = False
     """Greedy actions instead of sampling from the policy."""
-    epsilon: float = bounded(0.0, 0.0, 1.0)
-    """Probability of replacing an action by a uniformly random one (more variety of quality)."""
+    epsilon: float | list[float] = 0.0
+    """Probability of replacing each action by a uniformly random one; a list is a D-REX noise ladder (Brown et
+    al., CoRL 2019): every checkpoint plays at every level, e.g. [1.0, 0.75, 0.5, 0.25, 0.02], and each
+    (checkpoint, epsilon) is one rung (rank with trex.train_reward's data.rank_by=noise). Values in [0, 1]."""
     max_length: int = bounded(1000, 1)
     """Cut episodes at this many steps (marked truncated in the index)."""
     num_envs: int = bounded(32, 1)
@@ -87,11 +90,24 @@ class Config:
     def checkpoint_entries(self) -> list[str]:
         return [self.checkpoints] if isinstance(self.checkpoints, str) else list(self.checkpoints)
 
+    @property
+    def epsilons(self) -> list[float]:
+        """The noise ladder's levels, as given (one level when ``epsilon`` is a number)."""
+        return [float(e) for e in self.epsilon] if isinstance(self.epsilon, list) else [float(self.epsilon)]
+
     def validate(self) -> None:
         if not any(self.checkpoint_entries):
             raise ValueError("checkpoints: not set; give a run folder, a folder of checkpoints or SB3 .zip files")
         if self.game is not None:
             check_game(self.game)
+        epsilons = self.epsilons
+        if not epsilons:
+            raise ValueError("epsilon: an empty list; give one noise level or a list of them, each in [0, 1]")
+        bad = next((e for e in epsilons if not 0.0 <= e <= 1.0), None)  # NaN fails the test too
+        if bad is not None:
+            raise ValueError(f"epsilon: {bad} is not a probability; allowed values are in [0, 1]")
+        if len(set(epsilons)) != len(epsilons):
+            raise ValueError(f"epsilon: {epsilons} repeats a noise level; list each level once")
         for key in ("train_levels", "test_levels"):
             levels = getattr(self, key) or []
             bad = [s for s in levels if not 0 <= s <= MAX_LEVEL_SEED]
@@ -101,8 +117,9 @@ class Config:
                 raise ValueError(f"{key}: {levels} repeats a seed; list each level once (see episodes_per_level)")
 
 
-# Settings that change how an episode is played: a folder's demos must all share them.
-MUST_MATCH = ("deterministic", "epsilon", "max_length", "seed")
+# Settings that change how an episode is played: a folder's demos must all share them (each demo records its own
+# epsilon, so a folder can grow new noise levels).
+MUST_MATCH = ("deterministic", "max_length", "seed")
 
 
 @dataclass(frozen=True)
@@ -114,9 +131,12 @@ class DemoJob:
     episode: int
     demonstrator: int = 0
     """Which agent plays it: the index ``play_demos`` loads it by (``generate``: the checkpoint's place in its list)."""
+    epsilon: float = 0.0
+    """Probability of replacing each of its actions by a uniformly random one."""
 
     def demo_id(self, checkpoint: str) -> str:
-        return f"{self.split}-{checkpoint}-level{self.level_seed}-ep{self.episode}"
+        noise = f"-eps{self.epsilon:g}" if self.epsilon > 0 else ""
+        return f"{self.split}-{checkpoint}{noise}-level{self.level_seed}-ep{self.episode}"
 
 
 @dataclass(frozen=True)
@@ -216,7 +236,6 @@ def play_demos(
     num_envs: int,
     max_length: int,
     deterministic: bool,
-    epsilon: float,
     rng: np.random.Generator,
 ) -> Iterator[Episode]:
     """Play every job, ``num_envs`` at a time in one batched step loop; yield each episode as it finishes.
@@ -229,7 +248,8 @@ def play_demos(
     is kept for the next job on that level; one cut at ``max_length`` is mid-episode and is closed.
 
     Every step runs one forward pass per demonstrator in the batch, on its playing slots only (a finished
-    slot costs nothing). ``demonstrator(k)`` loads the agent of ``job.demonstrator == k`` when its first job
+    slot costs nothing); each action is then replaced, with probability ``job.epsilon``, by a uniformly random one
+    (drawn from ``rng``). ``demonstrator(k)`` loads the agent of ``job.demonstrator == k`` when its first job
     starts; it is dropped after its last. Agent state (None, or a tensor with one row per env, as the
     recurrent agents keep) is kept per slot.
     """
@@ -269,8 +289,9 @@ def play_demos(
                 if state is not None:
                     state[rows] = new_state
                 actions[rows] = np.asarray(chosen, dtype=np.int64)
-            if epsilon > 0:
-                noisy = np.array(playing)[rng.random(len(playing)) < epsilon]
+            epsilons = np.array([lanes[i].job.epsilon for i in playing])
+            if epsilons.any():
+                noisy = np.array(playing)[rng.random(len(playing)) < epsilons]
                 actions[noisy] = rng.integers(0, NUM_ACTIONS, len(noisy))
 
             for i in playing:
@@ -318,11 +339,10 @@ def play_episodes(
     jobs: list[DemoJob],
     max_length: int,
     deterministic: bool,
-    epsilon: float,
     rng: np.random.Generator,
 ) -> Iterator[Episode]:
     """``play_demos`` for one agent, all ``jobs`` at once (one slot each)."""
-    return play_demos(lambda _: agent, env_config, jobs, len(jobs), max_length, deterministic, epsilon, rng)
+    return play_demos(lambda _: agent, env_config, jobs, len(jobs), max_length, deterministic, rng)
 
 
 def stable_seed(*parts) -> int:
@@ -382,8 +402,9 @@ def generate(config: Config) -> Path:
 
     index = {info.demo_id: info for info in read_index(out) if (out / info.file).is_file()}
     jobs = [
-        DemoJob(split, seed, episode, k)
+        DemoJob(split, seed, episode, k, epsilon)
         for k, path in enumerate(files)
+        for epsilon in config.epsilons
         for split in ("train", "test")
         for seed in levels[split]
         for episode in range(config.episodes_per_level)
@@ -408,7 +429,7 @@ def generate(config: Config) -> Path:
         demo_id = job.demo_id(checkpoint)
         info = DemoInfo(
             demo_id=demo_id,
-            file=f"{demo_id}.npz",
+            file=f"{demo_id}{SUFFIX}",
             game=env_config.game,
             distribution_mode=env_config.distribution_mode,
             split=job.split,
@@ -420,6 +441,7 @@ def generate(config: Config) -> Path:
             episode_return=float(episode.rewards.sum(dtype=np.float64)),
             length=len(episode.actions),
             truncated=episode.truncated,
+            epsilon=job.epsilon,
         )
         return Demo(info, episode.obs, episode.actions, episode.rewards)
 
@@ -461,7 +483,6 @@ def generate(config: Config) -> Path:
                     config.num_envs,
                     config.max_length,
                     config.deterministic,
-                    config.epsilon,
                     rng,
                 ):
                     demo = demo_of(episode)
@@ -480,26 +501,26 @@ def generate(config: Config) -> Path:
 
 
 def index_order(info: DemoInfo) -> tuple:
-    """Rows of index.csv go by checkpoint step, then split, level and episode."""
-    return info.checkpoint_step, info.checkpoint, info.split, info.level_seed, info.episode
+    """Rows of index.csv go by checkpoint step, then noise (most first), split, level and episode."""
+    return info.checkpoint_step, info.checkpoint, -info.epsilon, info.split, info.level_seed, info.episode
 
 
 def summary_lines(infos: list[DemoInfo]) -> list[str]:
-    """Mean true return per checkpoint and split: the skill ladder the ranking relies on."""
-    lines = [f"{'checkpoint':<24} {'step':>10} {'train return':>14} {'test return':>13}"]
-    checkpoints = dict.fromkeys(i.checkpoint for i in sorted(infos, key=index_order))
-    for name in checkpoints:
-        rows = [i for i in infos if i.checkpoint == name]
+    """Mean true return per rung (checkpoint and noise level) and split: the skill ladder the ranking relies on."""
+    lines = [f"{'checkpoint':<24} {'step':>10} {'epsilon':>8} {'train return':>14} {'test return':>13}"]
+    rungs = dict.fromkeys((i.checkpoint, i.epsilon) for i in sorted(infos, key=index_order))
+    for name, epsilon in rungs:
+        rows = [i for i in infos if (i.checkpoint, i.epsilon) == (name, epsilon)]
         cells = []
         for split in ("train", "test"):
             returns = [i.episode_return for i in rows if i.split == split]
             cells.append(f"{np.mean(returns):.2f} ({len(returns)})" if returns else "-")
-        lines.append(f"{name:<24} {rows[0].checkpoint_step:>10} {cells[0]:>14} {cells[1]:>13}")
+        lines.append(f"{name:<24} {rows[0].checkpoint_step:>10} {epsilon:>8g} {cells[0]:>14} {cells[1]:>13}")
     return lines
 
 
-DESCRIPTION = """Play ranked demonstrations for T-REX: every checkpoint of a demonstrator series plays episodes on
-an explicit set of training level seeds and, separately, on held-out level seeds. Writes one .npz per demo and
+DESCRIPTION = """Play ranked demonstrations for T-REX: every checkpoint of a demonstrator series (at every noise level
+of a D-REX ladder, epsilon=[...]) plays episodes on an explicit set of training level seeds and, separately, on held-out level seeds. Writes one .npz.zst per demo and
 index.csv to out_dir; rerunning skips demos already written."""
 
 

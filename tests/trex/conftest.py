@@ -39,7 +39,7 @@ def synthetic_demo(
     rewards = np.full(length, level, dtype=np.float32)
     info = DemoInfo(
         demo_id=demo_id,
-        file=f"{demo_id}.npz",
+        file=f"{demo_id}.npz.zst",
         game=game,
         distribution_mode="easy",
         split=split,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import zipfile
 
 import numpy as np
 import pytest
+import zstandard
 
 from procgen_common.cli import UserError
 from tests.trex.conftest import synthetic_demo, write_synthetic_demos
@@ -15,22 +18,32 @@ from trex.demos import Demo, DemoSet, load_demo, load_frames, read_index, save_d
 
 def test_demo_file_round_trips_exactly(tmp_path):
     demo = synthetic_demo(np.random.default_rng(0), "train-x", "train", level_seed=3, step=128)
-    save_demo(tmp_path / "d.npz", demo)
-    loaded = load_demo(tmp_path / "d.npz")
+    save_demo(tmp_path / "d.npz.zst", demo)
+    loaded = load_demo(tmp_path / "d.npz.zst")
     assert loaded.info == demo.info
     for name in ("obs", "actions", "rewards"):
         got, want = getattr(loaded, name), getattr(demo, name)
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want)
     assert not list(tmp_path.glob(".*tmp"))  # written atomically: no temporary file left
-    # A plain .npz (what np.savez_compressed writes, at a faster zlib level): deflated .npy entries, no pickles.
-    with zipfile.ZipFile(tmp_path / "d.npz") as archive:
-        entries = archive.infolist()
-        assert sorted(e.filename for e in entries) == ["actions.npy", "info.npy", "obs.npy", "rewards.npy"]
-        assert all(e.compress_type == zipfile.ZIP_DEFLATED for e in entries)
-        assert archive.getinfo("obs.npy").compress_size < archive.getinfo("obs.npy").file_size
-    with np.load(tmp_path / "d.npz", allow_pickle=False) as data:
+    # One Zstandard frame around a plain .npz (stored .npy entries, no pickles), smaller than the raw arrays.
+    raw = zstandard.ZstdDecompressor().stream_reader((tmp_path / "d.npz.zst").read_bytes()).read()
+    assert (tmp_path / "d.npz.zst").stat().st_size < len(raw)
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        assert sorted(e.filename for e in archive.infolist()) == ["actions.npy", "info.npy", "obs.npy", "rewards.npy"]
+    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
         np.testing.assert_array_equal(data["obs"], demo.obs)
+
+
+def test_older_zlib_demo_files_still_load(tmp_path):
+    demo = synthetic_demo(np.random.default_rng(0), "train-x", "train", level_seed=3, step=128)
+    info = {k: v for k, v in dataclasses.asdict(demo.info).items() if k != "epsilon"}  # written before the column
+    np.savez_compressed(
+        tmp_path / "old.npz", obs=demo.obs, actions=demo.actions, rewards=demo.rewards, info=np.array(json.dumps(info))
+    )
+    loaded = load_demo(tmp_path / "old.npz")
+    assert loaded.info == demo.info and loaded.info.epsilon == 0.0
+    np.testing.assert_array_equal(loaded.obs, demo.obs)
 
 
 def test_demo_refuses_arrays_of_the_wrong_shape_or_dtype():

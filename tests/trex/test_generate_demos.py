@@ -81,7 +81,7 @@ def test_demos_replay_exactly_with_pre_action_frames(demo_dir):
 
 
 def test_rerun_skips_demos_already_written(demo_dir, demonstrator_run, capsys):
-    before = {p.name: p.stat().st_mtime_ns for p in demo_dir.glob("*.npz")}
+    before = {p.name: p.stat().st_mtime_ns for p in demo_dir.glob("*.npz.zst")}
     index = read_index(demo_dir)
     generate(
         _config(
@@ -93,15 +93,15 @@ def test_rerun_skips_demos_already_written(demo_dir, demonstrator_run, capsys):
         )
     )
     assert "0 new demos, 12 in" in capsys.readouterr().err
-    assert {p.name: p.stat().st_mtime_ns for p in demo_dir.glob("*.npz")} == before
+    assert {p.name: p.stat().st_mtime_ns for p in demo_dir.glob("*.npz.zst")} == before
     assert read_index(demo_dir) == index
-    with pytest.raises(UserError, match="played with epsilon=0.0"):
+    with pytest.raises(UserError, match="played with max_length=1000"):
         generate(
             _config(
                 f"checkpoints={demonstrator_run}",
                 "train_levels=[3]",
                 "test_levels=[]",
-                "epsilon=0.5",
+                "max_length=500",
                 f"out_dir={demo_dir}",
             )
         )
@@ -197,9 +197,7 @@ def test_play_demos_refills_slots_and_forwards_only_playing_ones():
         return agents[k]
 
     jobs = [DemoJob("train", level, episode, k) for k in range(2) for level in (3, 5) for episode in range(2)]
-    episodes = list(
-        play_demos(demonstrator, EnvConfig(game="starpilot"), jobs, 3, 40, False, 0.0, np.random.default_rng(0))
-    )
+    episodes = list(play_demos(demonstrator, EnvConfig(game="starpilot"), jobs, 3, 40, False, np.random.default_rng(0)))
     assert sorted(map(str, (e.job for e in episodes))) == sorted(map(str, jobs))  # every job exactly once
     assert loaded == [0, 1]
     for k, agent in enumerate(agents):
@@ -280,3 +278,70 @@ def test_sb3_models_play_like_sb3_and_make_demos(tmp_path):
     )
     (info,) = read_index(out)
     assert (info.agent, info.checkpoint, info.checkpoint_step, info.level_seed) == ("sb3", "sb3_a", 0, 7)
+
+
+class ConstantAgent:
+    """Always chooses action 4: any other action in a demo came from the epsilon noise."""
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    def act(self, obs, state, episode_start, deterministic: bool = False):
+        return np.full(len(obs), 4), None
+
+
+def test_noise_ladder_rungs_play_random_actions_with_their_epsilon():
+    jobs = [DemoJob("train", level, 0, 0, epsilon) for epsilon in (0.0, 0.5, 1.0) for level in (3, 5, 7, 9)]
+    episodes = list(
+        play_demos(
+            lambda _: ConstantAgent(), EnvConfig(game="starpilot"), jobs, 6, 300, False, np.random.default_rng(0)
+        )
+    )
+    actions = {e: np.concatenate([x.actions for x in episodes if x.job.epsilon == e]) for e in (0.0, 0.5, 1.0)}
+    assert (actions[0.0] == 4).all()  # no noise: the policy's own actions
+    # epsilon=1: uniform over the 15 actions (chi-square, 14 degrees of freedom, p = 0.001 at 36.1).
+    counts = np.bincount(actions[1.0], minlength=15)
+    expected = len(actions[1.0]) / 15
+    assert ((counts - expected) ** 2 / expected).sum() < 36.1
+    # epsilon=0.5: the policy's action half the time plus its 1/15 share of the random ones.
+    share = (actions[0.5] == 4).mean()
+    assert abs(share - (0.5 + 0.5 / 15)) < 4 * np.sqrt(0.25 / len(actions[0.5]))
+
+
+def test_a_noise_ladder_records_each_rung(demonstrator_run, tmp_path, capsys):
+    out = generate(
+        _config(
+            f"checkpoints={demonstrator_run}/checkpoints/step_000000000.pt",
+            "train_levels=[3]",
+            "test_levels=[150]",
+            "epsilon=[1.0,0.0]",
+            "max_length=30",
+            f"out_dir={tmp_path}",
+        )
+    )
+    infos = read_index(out)
+    assert sorted((i.split, i.epsilon) for i in infos) == [("test", 0.0), ("test", 1.0), ("train", 0.0), ("train", 1.0)]
+    assert {i.demo_id for i in infos if i.epsilon == 1.0} == {
+        "train-step_000000000-eps1-level3-ep0",
+        "test-step_000000000-eps1-level150-ep0",
+    }
+    assert all(DemoSet.open(out).load(i).info.epsilon == i.epsilon for i in infos)
+    # A rung more is just more demos in the same folder.
+    capsys.readouterr()
+    generate(
+        _config(
+            f"checkpoints={demonstrator_run}/checkpoints/step_000000000.pt",
+            "train_levels=[3]",
+            "test_levels=[150]",
+            "epsilon=[1.0,0.5,0.0]",
+            "max_length=30",
+            f"out_dir={tmp_path}",
+        )
+    )
+    assert "2 new demos, 6 in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", ".nan", "[]", "[0.5,0.5]"])
+def test_bad_noise_levels_are_refused(value):
+    with pytest.raises(ValueError, match="epsilon"):
+        _config("checkpoints=x", f"epsilon={value}")
