@@ -520,8 +520,8 @@ def summary_lines(infos: list[DemoInfo]) -> list[str]:
 
 
 DESCRIPTION = """Play ranked demonstrations for T-REX: every checkpoint of a demonstrator series (at every noise level
-of a D-REX ladder, epsilon=[...]) plays episodes on an explicit set of training level seeds and, separately, on held-out level seeds. Writes one .npz.zst per demo and
-index.csv to out_dir; rerunning skips demos already written."""
+of a D-REX ladder, epsilon=[...]) plays episodes on an explicit set of training level seeds and, separately, on
+held-out level seeds. Writes one .npz.zst per demo and index.csv to out_dir; rerunning skips demos already written."""
 
 
 @main_guard
