@@ -167,8 +167,11 @@ def reward_training_speed(config: RewardConfig, rounds: int, bare_batches: int) 
 def gather(frames, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """The uint8 frames and actions of both snippets of every pair of ``batch``, as the trainer gathers them."""
     rows = [
-        snippet_frame_indices(frames.offsets, demo, start, batch.length, batch.stride)[0]
-        for demo, start in ((batch.demo_a, batch.start_a), (batch.demo_b, batch.start_b))
+        snippet_frame_indices(frames.offsets, demo, start, length, batch.stride)[0]
+        for demo, start, length in (
+            (batch.demo_a, batch.start_a, batch.length_a),
+            (batch.demo_b, batch.start_b, batch.length_b),
+        )
     ]
     rows = np.concatenate(rows)
     return torch.from_numpy(frames.frames[rows]), torch.from_numpy(frames.actions[rows])

@@ -1,8 +1,10 @@
-"""Ranking demos and drawing snippet pairs from them (T-REX's training data), as pure seeded functions.
+"""Ranking demos and drawing comparisons from them (T-REX's training data), as pure seeded functions.
 
-A training pair is two snippets of equal length from two demos of different rank; its label says
-which snippet came from the better demo. Pairs hold indices into the demos, never frames: the
-trainer gathers the frames of a minibatch from the uint8 demo arrays (``snippet_frame_indices``).
+A training pair is two clips from two demos of different rank; its label says which clip came from the
+better demo. A clip is either a snippet (T-REX's equal-length pieces of the two demos, ``sample_snippet_pairs``)
+or a whole episode taken every ``stride``-th frame (``sample_episode_pairs``, as T-REX did for Enduro), whose
+length differs as the episodes' do. Pairs hold indices into the demos, never frames: the trainer gathers the
+frames of a minibatch from the uint8 demo arrays (``snippet_frame_indices``).
 """
 
 from __future__ import annotations
@@ -13,17 +15,26 @@ from typing import Literal
 
 import numpy as np
 
-RankBy = Literal["return", "checkpoint"]
+RankBy = Literal["return", "checkpoint", "noise"]
 
 
-def rank_scores(returns: np.ndarray, checkpoint_steps: np.ndarray, rank_by: RankBy) -> np.ndarray:
-    """The score demos are ranked by (higher = better): the true return, or the checkpoint's training step
-    (the original T-REX ranking, which assumes later checkpoints play better). float64 ``(num_demos,)``."""
+def rank_scores(
+    returns: np.ndarray, checkpoint_steps: np.ndarray, rank_by: RankBy, epsilons: np.ndarray | None = None
+) -> np.ndarray:
+    """The score demos are ranked by (higher = better), float64 ``(num_demos,)``: the true return; the checkpoint's
+    training step (the original T-REX ranking, which assumes later checkpoints play better); or the rung of a noise
+    ladder, ``noise``: by checkpoint step, then by epsilon, less noise ranking higher (D-REX, Brown et al. 2019b),
+    scored as the rung's place 0, 1, ... in that order."""
     if rank_by == "return":
         return np.asarray(returns, dtype=np.float64)
     if rank_by == "checkpoint":
         return np.asarray(checkpoint_steps, dtype=np.float64)
-    raise ValueError(f"rank_by: {rank_by!r} is not 'return' or 'checkpoint'")
+    if rank_by == "noise":
+        steps = np.asarray(checkpoint_steps, dtype=np.float64)
+        noise = np.zeros(len(steps)) if epsilons is None else np.asarray(epsilons, dtype=np.float64)
+        rungs, place = np.unique(np.stack([steps, -noise], 1), axis=0, return_inverse=True)  # rows sorted: step, -eps
+        return place.reshape(-1).astype(np.float64)
+    raise ValueError(f"rank_by: {rank_by!r} is not 'return', 'checkpoint' or 'noise'")
 
 
 def split_by_demo(num_demos: int, val_fraction: float, seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -39,19 +50,21 @@ def split_by_demo(num_demos: int, val_fraction: float, seed: int | Sequence[int]
 
 @dataclass(frozen=True)
 class SnippetPairs:
-    """``n`` snippet pairs as indices into a list of demos; snippet x covers demo ``demo_x`` frames
-    ``start_x, start_x + stride, ..., start_x + (length - 1) * stride``. All arrays int64 ``(n,)``."""
+    """``n`` pairs of clips as indices into a list of demos; clip x covers demo ``demo_x`` frames
+    ``start_x, start_x + stride, ..., start_x + (length_x - 1) * stride``. All arrays int64 ``(n,)``."""
 
     demo_a: np.ndarray
-    """Demo of snippet a."""
+    """Demo of clip a."""
     start_a: np.ndarray
-    """First frame of snippet a."""
+    """First frame of clip a."""
+    length_a: np.ndarray
+    """Frames of clip a."""
     demo_b: np.ndarray
-    """Demo of snippet b."""
+    """Demo of clip b."""
     start_b: np.ndarray
-    """First frame of snippet b."""
-    length: np.ndarray
-    """Frames per snippet (both snippets of a pair have the same length)."""
+    """First frame of clip b."""
+    length_b: np.ndarray
+    """Frames of clip b (equal to length_a for snippets; whole episodes differ)."""
     label: np.ndarray
     """Which snippet came from the better demo: 0 = a, 1 = b."""
     stride: int = 1
@@ -59,7 +72,7 @@ class SnippetPairs:
 
     def __post_init__(self):
         n = len(self.label)
-        for name in ("demo_a", "start_a", "demo_b", "start_b", "length"):
+        for name in ("demo_a", "start_a", "length_a", "demo_b", "start_b", "length_b"):
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name}: shape {getattr(self, name).shape} does not match the {n} labels")
 
@@ -71,9 +84,10 @@ class SnippetPairs:
         return SnippetPairs(
             self.demo_a[index],
             self.start_a[index],
+            self.length_a[index],
             self.demo_b[index],
             self.start_b[index],
-            self.length[index],
+            self.length_b[index],
             self.label[index],
             self.stride,
         )
@@ -94,6 +108,7 @@ def sample_snippet_pairs(
     seed: int | Sequence[int],
     stride: int = 1,
     start_prior: bool = False,
+    levels: np.ndarray | None = None,
 ) -> SnippetPairs:
     """Draw ``num_pairs`` snippet pairs from the demos ``candidates`` (indices into ``scores``/``lengths``).
 
@@ -102,8 +117,9 @@ def sample_snippet_pairs(
     ``start_prior`` the better demo's snippet starts no earlier than the worse one's, as in the original
     T-REX (Brown et al., 2019): it helps when progress through an episode means progress in the task,
     but it lets a model score well by learning time rather than task reward (REFERENCE.md), so it is off
-    by default. Demos too short for ``min_len`` frames are never drawn. Which snippet is a and which is b
-    is random, so labels are balanced. Deterministic given ``seed``.
+    by default. Demos too short for ``min_len`` frames are never drawn. With ``levels`` (each demo's level seed)
+    both demos of a pair come from the same level (``draw_demo_pairs``). Which snippet is a and which is b is
+    random, so labels are balanced. Deterministic given ``seed``.
     """
     if not 1 <= min_len <= max_len:
         raise ValueError(f"min_len, max_len: need 1 <= min_len <= max_len, got {min_len} and {max_len}")
@@ -113,19 +129,10 @@ def sample_snippet_pairs(
     lengths = np.asarray(lengths, dtype=np.int64)
     candidates = np.asarray(candidates, dtype=np.int64)
     usable = candidates[lengths[candidates] >= snippet_span(min_len, stride)]
-    if len(np.unique(scores[usable])) < 2:
-        raise ValueError(
-            f"no two demos of different rank among the {len(candidates)} given are at least "
-            f"{snippet_span(min_len, stride)} frames long; use more or longer demos, or a smaller min_len"
-        )
     rng = np.random.default_rng(seed)
-    first, second = np.empty(0, np.int64), np.empty(0, np.int64)
-    while len(first) < num_pairs:  # rejection: keep only pairs of different score
-        i = rng.choice(usable, 2 * num_pairs)
-        j = rng.choice(usable, 2 * num_pairs)
-        keep = scores[i] != scores[j]
-        first, second = np.concatenate([first, i[keep]]), np.concatenate([second, j[keep]])
-    first, second = first[:num_pairs], second[:num_pairs]
+    first, second = draw_demo_pairs(
+        scores, usable, num_pairs, rng, levels, f"at least {snippet_span(min_len, stride)} frames long"
+    )
 
     # The longest snippet that fits the shorter demo: snippet_span(L) <= shorter  <=>  L <= (shorter - 1) // stride + 1.
     shorter = np.minimum(lengths[first], lengths[second])
@@ -146,11 +153,93 @@ def sample_snippet_pairs(
         start_first = rng.integers(0, room_first + 1)
         start_second = rng.integers(0, room_second + 1)
 
-    swap = rng.random(num_pairs) < 0.5
-    demo_a, demo_b = np.where(swap, second, first), np.where(swap, first, second)
-    start_a, start_b = np.where(swap, start_second, start_first), np.where(swap, start_first, start_second)
+    length = length.astype(np.int64)
+    return _label_pairs(scores, rng, (first, start_first, length), (second, start_second, length), stride)
+
+
+def _label_pairs(
+    scores: np.ndarray, rng: np.random.Generator, first: tuple, second: tuple, stride: int
+) -> SnippetPairs:
+    """Pairs of the clips ``first`` and ``second`` (each ``(demo, start, length)``), a random one of each made a,
+    labelled by which came from the better demo."""
+    swap = rng.random(len(first[0])) < 0.5
+    (demo_a, start_a, length_a), (demo_b, start_b, length_b) = (
+        [np.where(swap, y, x) for x, y in zip(first, second, strict=True)],
+        [np.where(swap, x, y) for x, y in zip(first, second, strict=True)],
+    )
     label = (scores[demo_b] > scores[demo_a]).astype(np.int64)
-    return SnippetPairs(demo_a, start_a, demo_b, start_b, length.astype(np.int64), label, stride)
+    return SnippetPairs(demo_a, start_a, length_a, demo_b, start_b, length_b, label, stride)
+
+
+def draw_demo_pairs(
+    scores: np.ndarray,
+    usable: np.ndarray,
+    num_pairs: int,
+    rng: np.random.Generator,
+    levels: np.ndarray | None = None,
+    what: str = "usable",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``num_pairs`` pairs of demos from ``usable`` with different scores, as two int64 arrays.
+
+    Without ``levels`` both demos are uniform over ``usable``. With ``levels`` (each demo's level seed, indexed like
+    ``scores``) the second demo is uniform over the usable demos of the first one's level, so the comparison is
+    about behaviour, not about which level looks like a good one: a network can otherwise learn which level (and
+    episode) each demo was and score well on training pairs without learning the task (a D-REX ladder, where every
+    level has every rung, makes such pairs possible). Rejection keeps only pairs of different score.
+    """
+    usable = np.asarray(usable, dtype=np.int64)
+    by_level = levels is not None
+    groups = [usable[levels[usable] == level] for level in np.unique(levels[usable])] if by_level else [usable]
+    groups = [g for g in groups if len(np.unique(scores[g])) >= 2]
+    if not groups:
+        where = " of one level" if by_level else ""
+        raise ValueError(
+            f"no two demos{where} of different rank among the {len(usable)} {what}; use more or longer demos, "
+            "or a smaller min_len"
+        )
+    pool = np.concatenate(groups)
+    group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    starts = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+    first, second = np.empty(0, np.int64), np.empty(0, np.int64)
+    while len(first) < num_pairs:
+        k = rng.integers(0, len(pool), 2 * num_pairs)
+        g = group_of[k]
+        j = starts[g] + rng.integers(0, starts[g + 1] - starts[g])  # uniform within the first demo's group
+        i, j = pool[k], pool[j]
+        keep = scores[i] != scores[j]
+        first, second = np.concatenate([first, i[keep]]), np.concatenate([second, j[keep]])
+    return first[:num_pairs], second[:num_pairs]
+
+
+def sample_episode_pairs(
+    scores: np.ndarray,
+    lengths: np.ndarray,
+    candidates: np.ndarray,
+    num_pairs: int,
+    stride: int,
+    seed: int | Sequence[int],
+    levels: np.ndarray | None = None,
+) -> SnippetPairs:
+    """Draw ``num_pairs`` whole-episode comparisons from the demos ``candidates``.
+
+    Each clip is a whole demo taken every ``stride``-th frame from a random offset in ``[0, stride)``, so it holds
+    ``ceil((length - offset) / stride)`` frames: a longer episode gives a longer clip. Comparing sums over clips of
+    different lengths lets the Bradley-Terry loss see a constant added to every frame's reward (on equal-length
+    snippets it cancels), so the per-frame offset, which decides whether ending an episode early or late pays, is
+    identified by the rankings instead of pinned by a penalty. Demo pairs as in ``draw_demo_pairs``. Deterministic
+    given ``seed``.
+    """
+    if stride < 1:
+        raise ValueError(f"stride: must be >= 1, got {stride}")
+    scores = np.asarray(scores, dtype=np.float64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    first, second = draw_demo_pairs(scores, np.asarray(candidates, dtype=np.int64), num_pairs, rng, levels, "given")
+    clips = []
+    for demo in (first, second):
+        start = rng.integers(0, np.minimum(stride, lengths[demo]))
+        clips.append((demo, start, -(-(lengths[demo] - start) // stride)))
+    return _label_pairs(scores, rng, clips[0], clips[1], stride)
 
 
 def snippet_frame_indices(

@@ -17,6 +17,8 @@ The run folder gets ``config.yaml``, ``progress.csv`` (one row per epoch), ``tb/
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -28,17 +30,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from procgen_common.checkpoint import save_checkpoint
+from procgen_common.checkpoint import atomic_write_text, save_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, save_config, to_dict
 from procgen_common.logger import LogConfig, RunLogger
 from procgen_common.runs import pick_device, prepare_run_dir
+from trex.augment import AUGMENTATIONS, augment_frames
 from trex.demos import DemoFrames, DemoSet, load_frames
-from trex.evaluate_reward import evaluate, summary_lines
+from trex.evaluate_reward import PREDICTORS, evaluate, summary_lines
 from trex.pairs import (
     RankBy,
     SnippetPairs,
     rank_scores,
+    sample_episode_pairs,
     sample_snippet_pairs,
     snippet_frame_indices,
     split_by_demo,
@@ -59,17 +63,27 @@ class DataConfig:
     val_fraction: float = bounded(0.2, 0.0, 0.9, low_open=True)
     """Fraction of those demos held out (whole demos, never single pairs) to pick the model and stop early."""
     rank_by: RankBy = "return"
-    """Rank demos by true 'return', or by 'checkpoint' training step (the original T-REX's assumption)."""
+    """Rank demos by true 'return'; by 'checkpoint' training step (the original T-REX's assumption); or by 'noise':
+    the rung of a noise ladder (trex.generate_demos epsilon=[...]), by checkpoint step and then less noise ranking
+    higher (D-REX), which needs no true return at all."""
+    comparison: Literal["snippet", "episode"] = "snippet"
+    """What a pair compares: 'snippet', two pieces of equal length (min_len..max_len frames, T-REX); or 'episode',
+    the two whole episodes taken every stride-th frame, whose lengths differ as the episodes' do, so the loss sees
+    what a constant per-frame reward (ending an episode early or late) is worth."""
+    same_level: bool = False
+    """Draw both demos of every training pair from the same level (needs several rungs per level, as a noise ladder
+    gives): the comparison is then about behaviour, never about which level a demo came from. Validation pairs are
+    drawn across levels, as the held-out evaluation ranks demos."""
     pairs_per_epoch: int = bounded(2000, 1)
-    """Training snippet pairs drawn afresh every epoch."""
+    """Training pairs drawn afresh every epoch."""
     val_pairs: int = bounded(500, 1)
-    """Validation snippet pairs (drawn once)."""
+    """Validation pairs (drawn once)."""
     min_len: int = bounded(50, 1)
-    """Shortest snippet (frames)."""
+    """Shortest snippet (frames; comparison=snippet)."""
     max_len: int = bounded(100, 1)
-    """Longest snippet (frames)."""
+    """Longest snippet (frames; comparison=snippet)."""
     stride: int = bounded(1, 1)
-    """Take every stride-th frame of a snippet (covers (length - 1) * stride + 1 frames of the demo)."""
+    """Take every stride-th frame of a snippet or episode (a snippet covers (length - 1) * stride + 1 frames)."""
     start_prior: bool = False
     """Original T-REX prior: the better demo's snippet starts no earlier than the worse one's. It can teach the
     model time instead of task reward, so it is off by default."""
@@ -112,7 +126,15 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     """Network arithmetic while training: 'bf16' runs the reward network under bfloat16 autocast (the
     per-frame rewards are summed, and the loss computed, in fp32); faster on CPUs with AMX/AVX512-BF16 and on
-    recent GPUs. Validation and the held-out evaluation run in fp32."""
+    recent GPUs (far slower on CPUs without them). Validation and the held-out evaluation run in fp32."""
+    augment: list[str] = field(default_factory=list)
+    """Image augmentations of the training frames (never of validation, evaluation or the agents' reward): 'shift'
+    (a random translation of up to 4 pixels, RAD/DrQ) and 'color' (random per-channel gains); e.g. [shift]."""
+
+    def validate(self) -> None:
+        unknown = [kind for kind in self.augment if kind not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(f"augment: unknown augmentation {unknown[0]!r}; allowed {', '.join(AUGMENTATIONS)}")
 
 
 @dataclass
@@ -217,23 +239,30 @@ FRAME_BUCKET = 128
 
 
 def snippet_returns(
-    net: RewardNet, frames: DemoFrames, pairs: SnippetPairs, device: torch.device
+    net: RewardNet,
+    frames: DemoFrames,
+    pairs: SnippetPairs,
+    device: torch.device,
+    augment: tuple[list[str], np.random.Generator] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed rewards of both snippets of every pair: ``(returns_a, returns_b, per-frame rewards)``.
 
     The frames of all snippets are gathered from the uint8 demo array into one flat batch (no per-snippet
     padding: snippet lengths differ), padded at the end to a multiple of ``FRAME_BUCKET`` frames, scored in one
     forward pass, and summed per snippet. Shapes: ``(K, n)``, ``(K, n)`` and ``(K, frames)`` for an ensemble
-    of K (the padding is dropped).
+    of K (the padding is dropped). ``augment`` = (kinds, rng) augments the gathered frames (training only).
     """
     n = len(pairs)
-    rows_a, snippet_a = snippet_frame_indices(frames.offsets, pairs.demo_a, pairs.start_a, pairs.length, pairs.stride)
-    rows_b, snippet_b = snippet_frame_indices(frames.offsets, pairs.demo_b, pairs.start_b, pairs.length, pairs.stride)
+    rows_a, snippet_a = snippet_frame_indices(frames.offsets, pairs.demo_a, pairs.start_a, pairs.length_a, pairs.stride)
+    rows_b, snippet_b = snippet_frame_indices(frames.offsets, pairs.demo_b, pairs.start_b, pairs.length_b, pairs.stride)
     rows = np.concatenate([rows_a, rows_b])
     num_frames = len(rows)
     rows = np.concatenate([rows, np.full(-num_frames % FRAME_BUCKET, rows[0])])  # padding: any frame, dropped below
     snippet = torch.from_numpy(np.concatenate([snippet_a, snippet_b + n])).to(device)
-    obs = torch.from_numpy(frames.frames[rows]).to(device)
+    batch = frames.frames[rows]
+    if augment is not None and augment[0]:
+        batch = augment_frames(batch, *augment)
+    obs = torch.from_numpy(batch).to(device)
     actions = torch.from_numpy(frames.actions[rows]).to(device)
     # float(): under bf16 autocast the rewards are summed in fp32 (bf16 keeps ~3 significant digits).
     rewards = net(obs, actions).float()[:, :num_frames]
@@ -269,6 +298,8 @@ class TrainingDemos:
     """Their ids, in the order of ``frames``."""
     scores: np.ndarray
     """Rank score of each (higher = better), float64 ``(num_demos,)``."""
+    levels: np.ndarray
+    """Level seed of each, int64 ``(num_demos,)``."""
     train: np.ndarray
     """Indices of the training demos, int64."""
     val: np.ndarray
@@ -287,7 +318,10 @@ def select_training_demos(demo_set: DemoSet, data: DataConfig, seed: int) -> Tra
         infos = [infos[k] for k in keep]
     train, val = split_by_demo(len(infos), data.val_fraction, seed=[seed, 4])
     scores = rank_scores(
-        np.array([i.episode_return for i in infos]), np.array([i.checkpoint_step for i in infos]), data.rank_by
+        np.array([i.episode_return for i in infos]),
+        np.array([i.checkpoint_step for i in infos]),
+        data.rank_by,
+        np.array([i.epsilon for i in infos]),
     )
     for name, part in (("training", train), ("validation", val)):
         if len(np.unique(scores[part])) < 2:
@@ -295,14 +329,19 @@ def select_training_demos(demo_set: DemoSet, data: DataConfig, seed: int) -> Tra
                 f"data: the {name} demos ({len(part)}) hold fewer than two different {data.rank_by} values, so no "
                 "pair can be ranked; use more demos (data.num_demos) or another data.val_fraction"
             )
-    return TrainingDemos(load_frames(demo_set, infos), [i.demo_id for i in infos], scores, train, val)
+    levels = np.array([i.level_seed for i in infos], dtype=np.int64)
+    return TrainingDemos(load_frames(demo_set, infos), [i.demo_id for i in infos], scores, levels, train, val)
 
 
 def draw_pairs(
     demos: TrainingDemos, data: DataConfig, part: np.ndarray, num_pairs: int, seed: list[int]
 ) -> SnippetPairs:
-    """``sample_snippet_pairs`` with the data settings; demos that cannot be paired are a one-line UserError."""
+    """Snippet or whole-episode pairs (``data.comparison``) with the data settings; demos that cannot be paired are a
+    one-line UserError."""
+    levels = demos.levels if data.same_level else None
     try:
+        if data.comparison == "episode":
+            return sample_episode_pairs(demos.scores, demos.frames.lengths, part, num_pairs, data.stride, seed, levels)
         return sample_snippet_pairs(
             demos.scores,
             demos.frames.lengths,
@@ -313,9 +352,11 @@ def draw_pairs(
             seed,
             data.stride,
             data.start_prior,
+            levels,
         )
     except ValueError as err:
-        raise UserError(f"data.min_len: {err}") from None
+        key = "data.same_level" if data.same_level else "data.min_len"
+        raise UserError(f"{key}: {err}") from None
 
 
 def train(config: Config) -> Path:
@@ -333,7 +374,9 @@ def train(config: Config) -> Path:
     demos = select_training_demos(demo_set, data, t.seed)
     if resume_from is not None and resume_from["demo_ids"] != demos.demo_ids:
         raise UserError(f"data.demos: the demos in {demo_set.folder} changed since the run in {run_dir} started")
-    val_pairs = draw_pairs(demos, data, demos.val, data.val_pairs, seed=[t.seed, 0])
+    # Validation pairs join any two validation demos of different rank, as the held-out evaluation ranks demos across
+    # levels: data.same_level shapes what the model learns from, not how its ranking is checked.
+    val_pairs = draw_pairs(demos, dataclasses.replace(data, same_level=False), demos.val, data.val_pairs, [t.seed, 0])
 
     torch.manual_seed(t.seed)
     net = RewardNet(config.reward_net).to(device)
@@ -395,8 +438,9 @@ def train(config: Config) -> Path:
                 batch = pairs[order[start : start + t.batch_size]]
                 t_batch = time.monotonic()
                 labels = torch.from_numpy(batch.label).to(device)
+                augment = (t.augment, np.random.default_rng([t.seed, 5, epoch, start]))
                 with autocast:
-                    returns_a, returns_b, rewards = snippet_returns(net, demos.frames, batch, device)
+                    returns_a, returns_b, rewards = snippet_returns(net, demos.frames, batch, device, augment)
                 loss = reward_loss(returns_a, returns_b, rewards, labels, config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -448,26 +492,60 @@ def train(config: Config) -> Path:
         print(f"stopped early after epoch {epoch}: no better validation accuracy for {stale} epochs", file=sys.stderr)
 
     if config.eval.at_end:
-        held_out = test_set.split("test")
-        if not held_out:
+        evaluate_generalization(config, run_dir, demo_set, test_set, demos, device)
+    return run_dir
+
+
+def evaluate_generalization(
+    config: Config, run_dir: Path, demo_set: DemoSet, test_set: DemoSet, demos: TrainingDemos, device: torch.device
+) -> dict:
+    """Score the kept model on held-out levels (``eval/``) and on unseen episodes of its own training levels
+    (``eval-train-levels/``: the training-level demos it did not learn from, the validation ones and any that
+    ``data.num_demos`` left out), beside the baselines; the difference of the two is the generalisation gap, written
+    with both to ``generalization.json``. Returns that summary."""
+    best, _ = load_reward_net(run_dir / "reward_net.pt")
+    meta = {"model": str(run_dir / "reward_net.pt")}
+    t = config.train
+    trained = {demos.demo_ids[k] for k in demos.train}
+    sets = {
+        "in_distribution": (demo_set, [i for i in demo_set.split("train") if i.demo_id not in trained]),
+        "held_out": (test_set, test_set.split("test")),
+    }
+    folders = {"in_distribution": run_dir / "eval-train-levels", "held_out": run_dir / "eval"}
+    titles = {"in_distribution": "unseen episodes of the training levels", "held_out": "held-out-level demos"}
+    results = {}
+    for name, (folder_set, infos) in sets.items():
+        if len(infos) < 2:
             print(
-                f"note: {test_set.folder} holds no held-out (split=test) demos; skipping the evaluation",
+                f"note: {folder_set.folder} holds {len(infos)} {titles[name]}; skipping that evaluation",
                 file=sys.stderr,
             )
-        else:
-            best, _ = load_reward_net(run_dir / "reward_net.pt")
-            metrics = evaluate(
-                best,
-                test_set,
-                held_out,
-                run_dir / "eval",
-                t.seed,
-                config.eval.num_traces,
-                device,
-                meta={"model": str(run_dir / "reward_net.pt")},
-            )
-            print("\n".join(summary_lines(metrics)))
-    return run_dir
+            continue
+        metrics = evaluate(best, folder_set, infos, folders[name], t.seed, config.eval.num_traces, device, meta=meta)
+        print("\n".join(summary_lines(metrics, titles[name])))
+        results[name] = metrics
+    summary = {
+        name: {p: results[name][p] for p in PREDICTORS} | {"num_demos": results[name]["num_demos"]} for name in results
+    }
+    if len(results) == 2:
+        gap = {
+            p: _difference(results["held_out"][p]["spearman"], results["in_distribution"][p]["spearman"])
+            for p in PREDICTORS
+        }
+        summary["spearman_gap"] = gap
+        print(
+            f"generalisation gap, held-out minus in-distribution Spearman of the learned return: {_fmt(gap['learned'])}"
+        )
+    atomic_write_text(run_dir / "generalization.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
 
 
 DESCRIPTION = """Train a T-REX reward model: Bradley-Terry loss on snippet pairs from ranked demos, the best model by

@@ -8,6 +8,7 @@ import pytest
 from trex.pairs import (
     SnippetPairs,
     rank_scores,
+    sample_episode_pairs,
     sample_snippet_pairs,
     snippet_frame_indices,
     snippet_span,
@@ -33,6 +34,61 @@ def test_rank_scores_by_return_or_checkpoint():
     np.testing.assert_array_equal(rank_scores(returns, steps, "checkpoint"), [10.0, 20.0])
 
 
+def test_rank_by_noise_orders_rungs_by_checkpoint_then_less_noise():
+    steps = np.array([0, 0, 100, 100, 100, 0])
+    epsilons = np.array([1.0, 0.0, 0.5, 0.0, 1.0, 0.5])
+    # Rungs: (0, 1.0) < (0, 0.5) < (0, 0.0) < (100, 1.0) < (100, 0.5) < (100, 0.0).
+    np.testing.assert_array_equal(rank_scores(np.zeros(6), steps, "noise", epsilons), [0, 2, 4, 5, 3, 1])
+    # From one checkpoint (D-REX) the ranking is the noise alone, whatever the returns.
+    one = rank_scores(np.array([9.0, 1.0, 5.0]), np.zeros(3), "noise", np.array([0.02, 1.0, 0.5]))
+    np.testing.assert_array_equal(one, [2, 0, 1])
+
+
+def test_noise_pairs_join_only_different_rungs_with_the_less_noisy_one_better():
+    epsilons = np.array([1.0, 0.5, 0.02] * 4)
+    scores = rank_scores(RETURNS, np.zeros(12), "noise", epsilons)
+    pairs = sample_snippet_pairs(scores, LENGTHS, ALL, 2000, 10, 30, seed=0)
+    assert np.all(epsilons[pairs.demo_a] != epsilons[pairs.demo_b])
+    better = np.where(pairs.label == 1, pairs.demo_b, pairs.demo_a)
+    worse = np.where(pairs.label == 1, pairs.demo_a, pairs.demo_b)
+    assert np.all(epsilons[better] < epsilons[worse])
+
+
+LEVELS = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+
+
+@pytest.mark.parametrize("comparison", ["snippet", "episode"])
+def test_level_matched_pairs_never_pair_two_levels(comparison):
+    if comparison == "snippet":
+        pairs = sample_snippet_pairs(RETURNS, LENGTHS, ALL, 3000, 10, 30, seed=0, levels=LEVELS)
+    else:
+        pairs = sample_episode_pairs(RETURNS, LENGTHS, ALL, 3000, stride=4, seed=0, levels=LEVELS)
+    np.testing.assert_array_equal(LEVELS[pairs.demo_a], LEVELS[pairs.demo_b])
+    assert set(LEVELS[pairs.demo_a]) == {0, 1, 2, 3}  # every level takes part
+    assert np.all(RETURNS[pairs.demo_a] != RETURNS[pairs.demo_b])
+    # Demos 0 and 3 differ in return but come from two levels: no level-matched pair exists.
+    sample_snippet_pairs(RETURNS, LENGTHS, np.array([0, 3]), 10, 10, 30, seed=0)
+    with pytest.raises(ValueError, match="of one level"):
+        sample_snippet_pairs(RETURNS, LENGTHS, np.array([0, 3]), 10, 10, 30, seed=0, levels=LEVELS)
+
+
+def test_episode_pairs_cover_whole_episodes_with_their_true_lengths():
+    for stride in (1, 4):
+        pairs = sample_episode_pairs(RETURNS, LENGTHS, ALL, 2000, stride=stride, seed=1)
+        assert pairs.stride == stride
+        for demo, start, length in (
+            (pairs.demo_a, pairs.start_a, pairs.length_a),
+            (pairs.demo_b, pairs.start_b, pairs.length_b),
+        ):
+            assert np.all((start >= 0) & (start < stride))
+            last = start + (length - 1) * stride
+            assert np.all(last < LENGTHS[demo]) and np.all(last + stride >= LENGTHS[demo])  # to the episode's end
+        if stride == 1:
+            np.testing.assert_array_equal(pairs.length_a, LENGTHS[pairs.demo_a])
+        assert np.any(pairs.length_a != pairs.length_b)
+        np.testing.assert_array_equal(pairs.label, (RETURNS[pairs.demo_b] > RETURNS[pairs.demo_a]).astype(int))
+
+
 def test_split_by_demo_is_a_seeded_partition():
     train, val = split_by_demo(10, 0.3, seed=1)
     assert len(val) == 3 and len(train) == 7
@@ -56,11 +112,12 @@ def test_lengths_in_bounds_and_snippets_inside_their_demos():
     for stride in (1, 3):
         pairs = _sample(stride=stride)
         assert pairs.stride == stride
-        assert pairs.length.min() >= 10 and pairs.length.max() <= 30
-        assert len(np.unique(pairs.length)) > 10  # lengths vary over the range
+        np.testing.assert_array_equal(pairs.length_a, pairs.length_b)  # snippets of a pair are equally long
+        assert pairs.length_a.min() >= 10 and pairs.length_a.max() <= 30
+        assert len(np.unique(pairs.length_a)) > 10  # lengths vary over the range
         for demo, start in ((pairs.demo_a, pairs.start_a), (pairs.demo_b, pairs.start_b)):
             assert np.all(start >= 0)
-            assert np.all(start + snippet_span(pairs.length, stride) <= LENGTHS[demo])
+            assert np.all(start + snippet_span(pairs.length_a, stride) <= LENGTHS[demo])
 
 
 def test_demos_too_short_for_min_len_are_never_drawn():
@@ -90,7 +147,7 @@ def test_pairs_use_only_the_given_demos_so_validation_demos_stay_out():
 
 def test_same_seed_same_pairs_other_seed_other_pairs():
     first, again, other = _sample(seed=7), _sample(seed=7), _sample(seed=8)
-    for name in ("demo_a", "start_a", "demo_b", "start_b", "length", "label"):
+    for name in ("demo_a", "start_a", "demo_b", "start_b", "length_a", "length_b", "label"):
         np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
     assert not np.array_equal(first.start_a, other.start_a)
 

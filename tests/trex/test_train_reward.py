@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from procgen_common.cli import UserError
-from tests.trex.conftest import reward_config, write_synthetic_demos
+from tests.trex.conftest import reward_config, synthetic_frame, write_synthetic_demos
 from trex.demos import DemoSet, load_demo
 from trex.reward_net import load_reward_net
 from trex.train_reward import PROGRESS_COLUMNS, select_training_demos, train
@@ -181,11 +182,91 @@ def test_snippet_returns_sum_each_snippets_own_frames_whatever_the_padding():
         rng.integers(0, 256, (offsets[-1], 64, 64, 3), dtype=np.uint8), np.zeros(offsets[-1], np.int64), offsets
     )
     pairs = sample_snippet_pairs(np.arange(4.0), lengths, np.arange(4), 7, min_len=5, max_len=13, seed=1)
-    assert (2 * pairs.length.sum()) % FRAME_BUCKET != 0  # the batch is padded
+    assert (2 * pairs.length_a.sum()) % FRAME_BUCKET != 0  # the batch is padded
     returns_a, returns_b, rewards = snippet_returns(MeanPixel(), frames, pairs, torch.device("cpu"))
-    assert rewards.shape == (1, 2 * pairs.length.sum())  # the padding is dropped
+    assert rewards.shape == (1, 2 * pairs.length_a.sum())  # the padding is dropped
     for k in range(len(pairs)):
         for demo, start, got in ((pairs.demo_a, pairs.start_a, returns_a), (pairs.demo_b, pairs.start_b, returns_b)):
             first = offsets[demo[k]] + start[k]
-            expected = frames.frames[first : first + pairs.length[k]].astype(np.float64).mean((1, 2, 3)).sum()
+            expected = frames.frames[first : first + pairs.length_a[k]].astype(np.float64).mean((1, 2, 3)).sum()
             assert got[0, k].item() == pytest.approx(expected, rel=1e-5)
+
+
+class OffsetNet(torch.nn.Module):
+    """A per-frame reward of the mean pixel plus a learnable constant ``offset`` added to every frame."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, obs, actions=None):
+        return (obs.float().mean((1, 2, 3)) / 255 + self.offset)[None]
+
+
+@pytest.mark.parametrize("comparison", ["snippet", "episode"])
+def test_only_whole_episode_pairs_let_the_loss_see_a_per_frame_offset(comparison):
+    from trex.demos import DemoFrames
+    from trex.pairs import sample_episode_pairs, sample_snippet_pairs
+    from trex.train_reward import bradley_terry_loss, snippet_returns
+
+    # Longer episodes are the better ones here (as when a good agent survives longer).
+    rng = np.random.default_rng(0)
+    lengths = np.array([20, 35, 50, 65, 80])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    frames = DemoFrames(
+        rng.integers(0, 256, (offsets[-1], 64, 64, 3), dtype=np.uint8), np.zeros(offsets[-1], np.int64), offsets
+    )
+    scores, demos = np.arange(5.0), np.arange(5)
+    if comparison == "episode":
+        pairs = sample_episode_pairs(scores, lengths, demos, 64, stride=2, seed=0)
+    else:
+        pairs = sample_snippet_pairs(scores, lengths, demos, 64, min_len=5, max_len=15, seed=0)
+    net = OffsetNet()
+    returns_a, returns_b, _ = snippet_returns(net, frames, pairs, torch.device("cpu"))
+    loss = bradley_terry_loss(returns_a, returns_b, torch.from_numpy(pairs.label))
+    loss.backward()
+    # A constant per-frame reward adds offset x length to each side's sum: it cancels between equal-length snippets,
+    # so their loss gives it no gradient; between whole episodes of different lengths it does not cancel, and a
+    # positive offset (rewarding long episodes, which are the better ones here) lowers the loss.
+    if comparison == "snippet":
+        assert abs(net.offset.grad.item()) < 1e-6
+    else:
+        assert net.offset.grad.item() < -0.01
+
+
+def test_noise_ranked_level_matched_episode_pairs_train_and_report_the_generalisation_gap(synthetic_demos, tmp_path):
+    from tests.trex.conftest import synthetic_demo
+    from trex.demos import Demo, save_demo, write_index
+
+    # A noise ladder on 6 training levels (3 rungs each: the red-square count rises with the rung) and 6 held-out ones.
+    rng, infos = np.random.default_rng(0), []
+    for split, levels in (("train", range(6)), ("test", range(100, 106))):
+        for level in levels:
+            for epsilon in (1.0, 0.5, 0.0):
+                demo = synthetic_demo(rng, f"{split}-{level}-{epsilon}", split, level, step=0)
+                red = {1.0: 0, 0.5: 2, 0.0: 4}[epsilon]
+                obs = np.stack([synthetic_frame(rng, red) for _ in range(demo.info.length)])
+                info = dataclasses.replace(demo.info, epsilon=epsilon, episode_return=30.0 * red)
+                demo = Demo(info, obs, demo.actions, np.full(demo.info.length, red, np.float32))
+                save_demo(tmp_path / "demos" / info.file, demo)
+                infos.append(info)
+    write_index(tmp_path / "demos", infos)
+    run = _train(
+        tmp_path / "demos",
+        tmp_path / "run",
+        "data.rank_by=noise",
+        "data.comparison=episode",
+        "data.stride=3",
+        "data.same_level=true",
+        "train.epochs=4",
+    )
+    summary = json.loads((run / "generalization.json").read_text())
+    assert summary["in_distribution"]["num_demos"] >= 2 and summary["held_out"]["num_demos"] == 18
+    assert summary["held_out"]["learned"]["spearman"] > 0.8
+    assert summary["spearman_gap"]["learned"] == pytest.approx(
+        summary["held_out"]["learned"]["spearman"] - summary["in_distribution"]["learned"]["spearman"]
+    )
+    assert (run / "eval-train-levels" / "metrics.json").is_file() and (run / "eval" / "metrics.json").is_file()
+    # A folder with one demo per level cannot give level-matched pairs: one line naming the key.
+    with pytest.raises(UserError, match="data.same_level: no two demos of one level"):
+        _train(synthetic_demos, tmp_path / "bad", "data.same_level=true")
