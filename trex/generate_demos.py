@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from baseline_agent import zoo
 from procgen_common.agents import load_agent
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
@@ -45,8 +46,9 @@ class Config:
     """Demonstration generation (trex.generate_demos)."""
 
     checkpoints: str | list[str] = ""
-    """Demonstrators: a run folder (its checkpoints/step_*.pt), a folder of step_*.pt or SB3 .zip files, or
-    single .pt/.zip files; a list mixes them. Each checkpoint is one rung of the skill ladder."""
+    """Demonstrators: a run folder (its checkpoints/step_*.pt), a folder of step_*.pt or SB3 .zip files, single
+    .pt/.zip files, or a zoo series (zoo:starpilot) or zoo checkpoint (zoo:starpilot/step_003000000); a list mixes
+    them. Each checkpoint is one rung of the skill ladder."""
     game: str | None = None
     """Procgen game; null = the checkpoints' own (required for SB3 .zip models, which do not record it)."""
     distribution_mode: Literal["easy", "hard", "extreme", "memory", "exploration"] | None = None
@@ -170,7 +172,7 @@ def checkpoint_files(entries: list[str]) -> list[Path]:
     """The checkpoint files named by ``Config.checkpoints``, each folder's in name (= step) order."""
     files: list[Path] = []
     for entry in entries:
-        path = Path(entry)
+        path = zoo.resolve(entry) if zoo.is_zoo_entry(entry) else Path(entry)
         if path.is_file():
             if path.suffix not in (".pt", ".zip"):
                 raise UserError(f"checkpoints: {path} is neither a .pt checkpoint nor an SB3 .zip model")

@@ -26,6 +26,7 @@ overwritten. The report is rewritten on every run.
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
 import hashlib
 import json
@@ -37,16 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
+from baseline_agent import zoo
 from baseline_agent.train import Config as DemonstratorConfig
 from baseline_agent.train import train as train_demonstrator
 from policies.train import Config as AgentConfig
 from policies.train import train as train_agent
 from procgen_common.agents import RandomAgent
-from procgen_common.checkpoint import atomic_write_text
+from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import ConfigError, bounded, load_config, save_config, to_dict
 from procgen_common.env import EnvConfig
-from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, write_evaluation
+from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, verdict, write_evaluation
 from trex.demos import read_index
 from trex.generate_demos import Config as DemosConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
@@ -76,6 +78,11 @@ class Config:
     """Experiment folder: one subfolder per stage, stages/ (what each finished stage ran with) and report.md."""
     seed: int = bounded(0, 0)
     """Seed of every stage (demonstrator, demos, reward model, agents, evaluation)."""
+    zoo: str | None = None
+    """Demonstrators from the zoo instead of training them: a series (zoo:starpilot), one checkpoint of it
+    (zoo:starpilot/step_001000000), or a folder of step_*.pt checkpoints; the demonstrator stage then only records
+    which files it used, demonstrator.* is unused, and the series' final checkpoint is the true-reward reference
+    (its budget is in the report). null = train the demonstrator (demonstrator.*)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Game, training levels and Procgen options of the demonstrator and both agents."""
     demonstrator: DemonstratorConfig = field(default_factory=DemonstratorConfig)
@@ -108,7 +115,7 @@ def pipeline_keys(config: Config) -> dict[str, dict]:
     return {
         "demonstrator": {"env": env, "run.dir": str(root / "demonstrator"), "train.seed": seed, "train.resume": True},
         "demos": {
-            "checkpoints": str(root / "demonstrator"),
+            "checkpoints": config.zoo or str(root / "demonstrator"),
             "game": env.game,
             "distribution_mode": env.distribution_mode,
             "out_dir": str(root / "demos"),
@@ -139,7 +146,7 @@ PIPELINE_KEYS_WHY = {
     "train.seed": "from seed",
     "seed": "from seed",
     "train.resume": "stages always resume",
-    "checkpoints": "the demonstrator's series",
+    "checkpoints": "the demonstrator's series, or zoo",
     "game": "from env.game",
     "distribution_mode": "from env.distribution_mode",
     "out_dir": "dir/demos",
@@ -287,25 +294,71 @@ def _num(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def episode_returns(row: dict) -> np.ndarray:
+    """The per-episode true returns behind an evaluation row (the CSV beside its JSON)."""
+    with Path(row["file"]).with_suffix(".csv").open(newline="") as f:
+        return np.array([float(r["return"]) for r in csv.DictReader(f)])
+
+
+def ladder_check(infos: list) -> tuple[bool, str]:
+    """Whether the training demos form a skill ladder: ``(ok, sentence)``. Rungs are (checkpoint step, less noise) in
+    rank order; the ladder holds when the rungs' mean true returns rise with rank (Spearman >= 0.5) and the top rung's
+    mean beats the bottom one's by the 95% CI of their difference."""
+    from trex.evaluate_reward import spearman
+
+    rungs = sorted({(i.checkpoint_step, -i.epsilon) for i in infos})
+    returns = [np.array([i.episode_return for i in infos if (i.checkpoint_step, -i.epsilon) == r]) for r in rungs]
+    if len(rungs) < 2:
+        return False, "The demonstrations have a single rung (one checkpoint, one noise level): there is no ranking."
+    means = [float(r.mean()) for r in returns]
+    rho = spearman(np.arange(len(rungs)), np.array(means))
+    word, (low, high) = verdict(returns[-1], returns[0])
+    ok = rho is not None and rho >= 0.5 and word == "beats"
+    rising = (
+        f"rung mean returns {means[0]:.2f} (lowest rank) to {means[-1]:.2f} (highest), Spearman with rank {rho:.2f}"
+    )
+    if ok:
+        return True, f"The demonstrations form a ladder: {rising}; top minus bottom rung [{low:.2f}, {high:.2f}]."
+    return False, (
+        f"**Warning: the demonstrations do not form a ladder**: {rising}; the top rung {word} the bottom one (95% CI "
+        f"of the difference [{low:.2f}, {high:.2f}]). Their mean returns do not rise clearly with rank, so T-REX has "
+        "little to learn from: use stronger or more distinct demonstrators, or a noise ladder (demos.epsilon=[...])."
+    )
+
+
 def report_markdown(
-    config: Config, root: Path, rows: dict, reward_metrics: dict, figures: list[str], times: dict
+    config: Config, root: Path, rows: dict, reward_summary: dict, figures: list[str], times: dict
 ) -> str:
     env = config.env
     first = next(iter(rows.values()))
     levels = first["level_range"]
-    learned, best = rows["agent, learned reward"], rows["best demonstrator"]
-    verdict = "beats" if learned["mean_return"] > best["mean_return"] else "does not beat"
+    learned, best, true = rows["agent, learned reward"], rows["best demonstrator"], rows["agent, true reward"]
+    beat, (low, high) = verdict(episode_returns(learned), episode_returns(best))
+    if config.zoo is not None:
+        reference = load_checkpoint(true_reward_run(config))
+        source = (
+            f"demonstrators from the zoo (`{config.zoo}`, trained by `python -m baseline_agent.zoo build` with "
+            f"configs/zoo.yaml; the true-reward reference is its final checkpoint, {reference['step']:,} steps)"
+        )
+    else:
+        source = (
+            f"a PPO demonstrator trained on {env.num_levels} levels for {config.demonstrator.train.total_steps:,} "
+            f"steps, {config.demonstrator.train.num_checkpoints} checkpoints"
+        )
+    demos = config.demos
     lines = [
         f"# T-REX experiment: {env.game} ({env.distribution_mode})",
         "",
-        f"`python -m trex.pipeline` with `{root / 'config.yaml'}`: a PPO demonstrator trained on "
-        f"{env.num_levels} levels for {config.demonstrator.train.total_steps:,} steps; its "
-        f"{config.demonstrator.train.num_checkpoints} checkpoints played the demonstrations; a reward model learned "
-        f"from their ranking; the agent ({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps) trained "
+        f"`python -m trex.pipeline` with `{root / 'config.yaml'}`: {source}; each checkpoint played the "
+        f"demonstrations at epsilon {', '.join(f'{e:g}' for e in demos.epsilons)}; a reward model learned from their "
+        f"ranking by {config.reward.data.rank_by} ({config.reward.data.comparison} comparisons); the agent "
+        f"({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps) trained "
         + (
             "on the learned reward only; on the game's reward, the demonstrator itself is that agent (the same PPO "
             "settings, seed and budget)."
             if demonstrator_is_reference(config)
+            else "on the learned reward only."
+            if config.zoo is not None
             else "once on the learned reward only and once on the game's reward."
         ),
         "",
@@ -320,31 +373,43 @@ def report_markdown(
     for policy, row in rows.items():
         label = f"{policy} ({Path(row['checkpoint']).stem})" if policy == "best demonstrator" else policy
         lines.append(f"| {label} | {_cell(row)} | {_num(row['normalized_score'])} | {row['mean_length']:.0f} |")
+    true_word, (true_low, true_high) = verdict(episode_returns(learned), episode_returns(true))
+    infos = read_index(root / "demos")
+    ladder_ok, ladder_sentence = ladder_check([i for i in infos if i.split == "train"])
     lines += [
         "",
-        f"The agent on the learned reward **{verdict}** the best demonstrator on held-out levels "
-        f"({learned['mean_return']:.2f} against {best['mean_return']:.2f}; that checkpoint's training-level demos "
-        f"averaged {best['demo_train_mean_return']:.2f}).",
+        f"The agent on the learned reward **{beat}** the best demonstrator on held-out levels "
+        f"({learned['mean_return']:.2f} against {best['mean_return']:.2f}; 95% CI of the difference "
+        f"[{low:.2f}, {high:.2f}]; that checkpoint's training-level demos averaged "
+        f"{best['demo_train_mean_return']:.2f}), and {true_word} the agent on the true reward (95% CI of the "
+        f"difference [{true_low:.2f}, {true_high:.2f}]).",
         "",
-        "## Reward model on held-out demos",
+        ladder_sentence,
         "",
-        f"{reward_metrics.get('num_demos', 'n/a')} held-out-level demos; correlation of the predicted return (sum of "
-        "learned rewards) with the true return, beside two baselines on the same demos.",
+        "## Reward model",
         "",
-        "| predictor | Pearson | Spearman | pair accuracy |",
-        "|---|---|---|---|",
+        "Spearman correlation of each predictor with the true return: the predicted return (sum of learned rewards), "
+        "its per-frame mean, episode length and an untrained network of the same shape, on unseen episodes of the "
+        "training levels (in distribution) and on held-out levels; the gap is held-out minus in-distribution.",
+        "",
+        "| predictor | in distribution | held-out | gap | held-out pair accuracy |",
+        "|---|---|---|---|---|",
     ]
     for key, label in (
-        ("learned", "learned reward"),
+        ("learned", "learned return"),
+        ("learned_per_frame", "learned per-frame mean"),
         ("episode_length", "episode length"),
         ("untrained_net", "untrained net"),
     ):
-        m = reward_metrics.get(key, {})
+        inside = reward_summary.get("in_distribution", {}).get(key, {})
+        outside = reward_summary.get("held_out", {}).get(key, {})
+        gap = reward_summary.get("spearman_gap", {}).get(key)
         lines.append(
-            f"| {label} | {_num(m.get('pearson'))} | {_num(m.get('spearman'))} | {_num(m.get('pair_accuracy'))} |"
+            f"| {label} | {_num(inside.get('spearman'))} | {_num(outside.get('spearman'))} | {_num(gap)} | "
+            f"{_num(outside.get('pair_accuracy'))} |"
         )
-    lines += ["", "## Demonstrations (mean true return per checkpoint and split)", "", "```"]
-    lines += summary_lines(read_index(root / "demos")) + ["```", "", "## Figures", ""]
+    lines += ["", "## Demonstrations (mean true return per rung and split)", "", "```"]
+    lines += summary_lines(infos) + ["```", "", "## Figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figures]
     lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in times.items()]
@@ -353,23 +418,28 @@ def report_markdown(
 
 
 def write_report(config: Config, root: Path, times: dict) -> Path:
-    from trex.plot import make_plots  # matplotlib is imported only for the report
+    from trex.plot import make_plots, plot_reward_hacking  # matplotlib is imported only for the report
 
     rows = json.loads((root / "evaluation" / "summary.json").read_text())
-    reward_metrics = json.loads((root / "reward" / "eval" / "metrics.json").read_text())
+    reward_summary = json.loads((root / "reward" / "generalization.json").read_text())
     runs = {
         root / "demonstrator": "demonstrator (true reward)",
         true_reward_run(config): "agent, true reward",
         root / "agent-learned": "agent, learned reward",
         root / "reward": "reward model",
     }  # one entry for the demonstrator when it is also the true-reward agent (the later label wins)
+    runs = {run: label for run, label in runs.items() if run.is_dir()}  # a zoo demonstrator has no run folder here
     data = make_plots([str(r) for r in runs], root / "report", labels=list(runs.values()))
     figures = [f"report/{name}" for name in data["figures"]]
+    hacking = root / "report" / "reward_hacking.png"
+    title = f"{config.env.game}: the learned-reward agent's training episodes"
+    if plot_reward_hacking(hacking, root / "agent-learned", title):
+        figures.append("report/reward_hacking.png")
     figures += [
         f"reward/eval/{name}" for name in ("scatter.png", "traces.png") if (root / "reward" / "eval" / name).is_file()
     ]
     path = root / "report.md"
-    atomic_write_text(path, report_markdown(config, root, rows, reward_metrics, figures, times))
+    atomic_write_text(path, report_markdown(config, root, rows, reward_summary, figures, times))
     return path
 
 
@@ -380,12 +450,42 @@ def write_report(config: Config, root: Path, times: dict) -> Path:
 STAGE_NAMES = ("demonstrator", "demos", "reward", "agent-learned", "agent-true", "evaluation")
 
 
+def zoo_files(config: Config) -> list[Path]:
+    """The demonstrator checkpoints ``zoo`` names (a whole series when it names one checkpoint of it), checked to
+    play ``env.game`` and ``env.distribution_mode``; every problem is a one-line UserError naming the key."""
+    entry = config.zoo
+    path = zoo.resolve(entry) if zoo.is_zoo_entry(entry) else Path(entry)
+    folder = path.parent if path.is_file() else path
+    files = sorted(folder.glob("step_*.pt")) if folder.is_dir() else []
+    if not files:
+        raise UserError(f"zoo: {entry} names no step_*.pt checkpoints; give zoo:<game> or a folder of checkpoints")
+    saved = load_checkpoint(files[-1]).get("config", {}).get("env", {})
+    want = (config.env.game, config.env.distribution_mode)
+    if (saved.get("game"), saved.get("distribution_mode")) != want:
+        raise UserError(
+            f"zoo: {entry} plays {saved.get('game')} ({saved.get('distribution_mode')}) but env.game is {want[0]} "
+            f"({want[1]}); use that game's series or set env.game={saved.get('game')}"
+        )
+    return files
+
+
+def zoo_record(config: Config) -> dict:
+    """What the demonstrator stage records for a zoo demonstrator: the entry and a digest of every file of its
+    series, so a rebuilt zoo makes the later stages stale."""
+    files = zoo_files(config)
+    return {
+        "zoo": config.zoo,
+        "files": {str(f): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files},
+    }
+
+
 def demonstrator_is_reference(config: Config) -> bool:
     """Whether the true-reward agent would be PPO with the demonstrator's settings, seed and budget: a replay of
     the demonstrator run, which then serves as the reference instead of being trained twice."""
     agent, demonstrator = config.agent, config.demonstrator
     return (
-        agent.agent.algo == "ppo"
+        config.zoo is None
+        and agent.agent.algo == "ppo"
         and (agent.model, agent.ppo) == (demonstrator.model, demonstrator.ppo)
         and (agent.train.total_steps, agent.train.precision)
         == (demonstrator.train.total_steps, demonstrator.train.precision)
@@ -393,7 +493,10 @@ def demonstrator_is_reference(config: Config) -> bool:
 
 
 def true_reward_run(config: Config) -> Path:
-    """The run folder of the agent on the true reward: agent-true, or the demonstrator when it is the reference."""
+    """The agent on the true reward: agent-true, the demonstrator when it is the reference, or the final checkpoint
+    of the zoo series."""
+    if config.zoo is not None:
+        return zoo_files(config)[-1]
     return Path(config.dir) / ("demonstrator" if demonstrator_is_reference(config) else "agent-true")
 
 
@@ -401,18 +504,23 @@ def stages(config: Config) -> list[Stage]:
     """The stages in the order they run (each after the stages it reads from)."""
     root = Path(config.dir)
     configs = stage_configs(config)
-    reuse = demonstrator_is_reference(config)
+    reuse = demonstrator_is_reference(config) or config.zoo is not None
     agent_true = Stage(
         "agent-true", root / "agent-true", configs["agent-true"], (), lambda: train_agent(configs["agent-true"])
     )
-    return [
-        Stage(
+    if config.zoo is not None:
+        record = zoo_record(config)
+        demonstrator = Stage("demonstrator", root / "demonstrator", record, (), lambda: record)
+    else:
+        demonstrator = Stage(
             "demonstrator",
             root / "demonstrator",
             configs["demonstrator"],
             (),
             lambda: train_demonstrator(configs["demonstrator"]),
-        ),
+        )
+    return [
+        demonstrator,
         Stage("demos", root / "demos", configs["demos"], ("demonstrator",), lambda: generate(configs["demos"])),
         Stage("reward", root / "reward", configs["reward"], ("demos",), lambda: train_reward(configs["reward"])),
         Stage(

@@ -697,3 +697,27 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     main()
+
+
+def plot_reward_hacking(path: Path, run_dir: Path, title: str) -> bool:
+    """The learned and the true return of a learned-reward agent's training episodes over training, on one figure
+    (two y-axes): where the learned return climbs while the true return stalls or falls, the agent is exploiting the
+    reward model (Gao et al., 2022). Returns False (nothing drawn) when the run logged no learned return."""
+    progress = read_progress(run_dir / "progress.csv")
+    if "charts/learned_return" not in progress or "charts/episodic_return" not in progress:
+        return False
+    fig, (ax,) = _figure(1, width=6.0)
+    steps, learned = progress["charts/learned_return"]
+    ax.plot(steps, learned, color="C1", label="learned return (what it optimises)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("learned return", color="C1")
+    true_ax = ax.twinx()
+    steps, true = progress["charts/episodic_return"]
+    true_ax.plot(steps, true, color="C0", label="true return")
+    true_ax.set_ylabel("true return", color="C0")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    handles = ax.get_legend_handles_labels()[0] + true_ax.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper left")
+    _save(fig, path)
+    return True

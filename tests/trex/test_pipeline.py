@@ -8,6 +8,7 @@ import re
 import pytest
 import torch
 
+from procgen_common.cli import UserError
 from procgen_common.config import ConfigError, load_config
 from tests.conftest import REPO, assert_one_line_error, run_cli
 from trex.pipeline import STAGE_NAMES, Config, run_pipeline
@@ -163,3 +164,28 @@ def test_cli_reports_a_bad_stage_setting_in_one_line(tmp_path):
     assert result.returncode == 2
     assert_one_line_error(result.stderr, "agent.ppo.num_minibatches", "must divide")
     assert not (tmp_path / "stages").exists()
+
+
+def test_a_zoo_demonstrator_is_recorded_not_trained(experiment, tmp_path):
+    from baseline_agent import zoo
+
+    series = zoo.export_series(experiment / "demonstrator", tmp_path / "zoo" / "starpilot", keep_every=1)
+    folder = tmp_path / "exp"
+    options = ("demos.epsilon=[1.0,0.0]", "reward.data.rank_by=noise", "agent.train.total_steps=1024")  # episodes end
+    run_tiny(folder, f"zoo={tmp_path / 'zoo' / 'starpilot'}", *options)
+    record = json.loads((folder / "stages" / "demonstrator.json").read_text())
+    assert record["settings"]["zoo"] == str(tmp_path / "zoo" / "starpilot")
+    assert sorted(k.removeprefix("files.") for k in record["settings"] if k.startswith("files.")) == sorted(
+        map(str, series)
+    )
+    assert not (folder / "demonstrator").exists() and not (folder / "agent-true").exists()  # nothing trained
+    rows = json.loads((folder / "evaluation" / "summary.json").read_text())
+    assert rows["agent, true reward"]["checkpoint"] == str(series[-1])  # the series' final checkpoint is the reference
+    report = (folder / "report.md").read_text()
+    assert "demonstrators from the zoo" in report and "epsilon 1, 0" in report
+    assert re.search(r"\| learned per-frame mean \| -?\d\.\d{3} \| -?\d\.\d{3} \|", report)
+    assert "report/reward_hacking.png" in report and (folder / "report" / "reward_hacking.png").is_file()
+    # Another game's series is refused in one line before any work.
+    with pytest.raises(UserError, match="zoo: .* plays starpilot \\(easy\\) but env.game is coinrun"):
+        run_tiny(tmp_path / "other", f"zoo={tmp_path / 'zoo' / 'starpilot'}", "env.game=coinrun")
+    assert not (tmp_path / "other").exists()

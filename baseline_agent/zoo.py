@@ -1,0 +1,218 @@
+"""The demonstrator zoo: trained PPO checkpoint series committed with the suite, so no machine has to train them.
+
+    python -m baseline_agent.zoo build [--games starpilot fruitbot bigfish] [--episodes 100]   # (re)build it
+    python -m baseline_agent.zoo list                                                        # the table
+
+As rl-baselines3-zoo keeps its trained agents, ``zoo/<game>/`` holds a handful of checkpoints of one PPO run
+(``configs/zoo.yaml``): weights and the run's config only (``step_<step>.pt``, loadable with
+``torch.load(path, weights_only=True)`` and by every tool of the suite), and ``evaluation.json`` with each
+checkpoint's held-out return over ``--episodes`` episodes. ``zoo/README.md`` is the table of all games.
+
+``build`` trains each game's run into ``--runs-dir/<game>`` (resuming an interrupted one, skipping a finished
+one), exports every ``--keep-every``-th checkpoint of its series (the final one always), evaluates them on the
+held-out levels and rewrites the table. Anywhere a demonstrator is asked for (``trex.generate_demos``'
+``checkpoints``, the pipeline's ``demonstrator.zoo``) ``zoo:<game>`` names a game's series and
+``zoo:<game>/step_<step>`` one checkpoint of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from procgen_common.agents import load_agent
+from procgen_common.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from procgen_common.cli import OneLineParser, UserError, main_guard
+from procgen_common.config import load_config
+from procgen_common.env import GAMES
+from procgen_common.evaluation import evaluate_agent
+
+ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
+"""The zoo's folder in the repository."""
+ZOO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "zoo.yaml"
+"""The PPO settings every zoo run is trained with."""
+PREFIX = "zoo:"
+# What a zoo checkpoint keeps of a series checkpoint: enough to load and play it, nothing to resume training.
+KEPT_KEYS = ("format", "version", "algo", "step", "mean_return", "config", "model")
+EVAL_SEED = 0
+
+
+def is_zoo_entry(entry: str) -> bool:
+    return str(entry).startswith(PREFIX)
+
+
+def resolve(entry: str, zoo_dir: Path = ZOO_DIR) -> Path:
+    """The folder (``zoo:<game>``) or checkpoint file (``zoo:<game>/step_<step>``) a zoo entry names."""
+    name = str(entry)[len(PREFIX) :]
+    game, _, checkpoint = name.partition("/")
+    folder = zoo_dir / game
+    if game not in GAMES or not folder.is_dir():
+        have = ", ".join(sorted(p.name for p in zoo_dir.glob("*") if p.is_dir())) or "none"
+        raise UserError(f"{entry}: the zoo has no {game!r} series; it holds {have} (python -m baseline_agent.zoo list)")
+    if not checkpoint:
+        return folder
+    path = folder / f"{checkpoint.removesuffix('.pt')}.pt"
+    if not path.is_file():
+        have = ", ".join(p.stem for p in sorted(folder.glob("step_*.pt")))
+        raise UserError(f"{entry}: no such checkpoint in the zoo; {game} has {have}")
+    return path
+
+
+def series(game: str, zoo_dir: Path = ZOO_DIR) -> list[Path]:
+    """The checkpoint files of a game's zoo series, in step order."""
+    return sorted(resolve(f"{PREFIX}{game}", zoo_dir).glob("step_*.pt"))
+
+
+def export_series(run_dir: Path, out: Path, keep_every: int) -> list[Path]:
+    """Copy every ``keep_every``-th checkpoint of a run's series (and its final one) to ``out``, weights only."""
+    files = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    if not files:
+        raise UserError(f"{run_dir} holds no checkpoints/step_*.pt series")
+    keep = [f for k, f in enumerate(files) if k % keep_every == 0]
+    if files[-1] not in keep:
+        keep.append(files[-1])
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("step_*.pt"):
+        if old.name not in {f.name for f in keep}:
+            old.unlink()
+    for f in keep:
+        checkpoint = load_checkpoint(f)
+        save_checkpoint(out / f.name, {k: checkpoint[k] for k in KEPT_KEYS if k in checkpoint})
+    return [out / f.name for f in keep]
+
+
+def evaluate_series(files: list[Path], episodes: int, device: str = "cpu") -> list[dict]:
+    """Each checkpoint's held-out return over ``episodes`` episodes (the same episodes for all: one seed)."""
+    rows = []
+    for path in files:
+        agent, checkpoint, env_config = load_agent(path, device)
+        summary, _ = evaluate_agent(agent, env_config, "test", episodes, seed=EVAL_SEED, desc=f"{path.parent.name} "
+                                    f"{path.stem}")  # fmt: skip
+        rows.append(
+            {
+                "checkpoint": path.name,
+                "step": checkpoint["step"],
+                "train_return_at_save": checkpoint.get("mean_return"),
+                **{k: summary[k] for k in ("episodes", "mean_return", "ci95_return", "normalized_score")},
+                "mean_length": summary["mean_length"],
+                "level_range": summary["level_range"],
+                "size_bytes": path.stat().st_size,
+            }
+        )
+    return rows
+
+
+def table_lines(zoo_dir: Path = ZOO_DIR) -> list[str]:
+    """The zoo's table: one row per committed checkpoint, from each game's evaluation.json."""
+    lines = [
+        "| game | checkpoint | step | held-out return [95% CI] | normalised score | mean length | episodes | size |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for folder in sorted(p for p in zoo_dir.glob("*") if p.is_dir()):
+        record = folder / "evaluation.json"
+        if not record.is_file():
+            continue
+        for row in json.loads(record.read_text())["checkpoints"]:
+            low, high = row["ci95_return"]
+            lines.append(
+                f"| {folder.name} | `{folder.name}/{row['checkpoint']}` | {row['step']:,} | "
+                f"{row['mean_return']:.2f} [{low:.2f}, {high:.2f}] | {row['normalized_score']:.3f} | "
+                f"{row['mean_length']:.0f} | {row['episodes']} | {row['size_bytes'] / 2**20:.1f} MiB |"
+            )
+    return lines
+
+
+README_HEAD = """# The demonstrator zoo
+
+PPO checkpoint series shipped with the suite, so experiments start from demonstrators of known skill instead of
+training them (as rl-baselines3-zoo keeps its trained agents). Each game's folder holds a handful of checkpoints of
+one run of `configs/zoo.yaml` (the Procgen paper's PPO settings with the Nature CNN, 64 environments, easy mode,
+training levels 0-199), weights and config only: `torch.load(path, weights_only=True)` reads them, and every tool of
+the suite takes them (`zoo:<game>` names a series, `zoo:<game>/step_<step>` one checkpoint). `evaluation.json` in
+each folder has the figures below.
+
+Rebuild from scratch (trains every game, resuming where a run stopped; about an hour a game on 2 CPU cores):
+
+```bash
+python -m baseline_agent.zoo build --games {games} --episodes {episodes}
+```
+
+Held-out return: levels 200-1199 (never trained on), {episodes} episodes per checkpoint, sampled actions, the same
+episodes (seed {seed}) for every checkpoint, mean and 95% bootstrap CI:
+
+"""
+
+
+def write_readme(zoo_dir: Path, games: list[str], episodes: int) -> Path:
+    text = README_HEAD.format(games=" ".join(games), episodes=episodes, seed=EVAL_SEED)
+    notes = [json.loads(p.read_text()).get("note") for p in sorted(zoo_dir.glob("*/evaluation.json"))]
+    notes = [n for n in notes if n]
+    text += "\n".join(table_lines(zoo_dir)) + "\n" + ("\n" + "\n\n".join(notes) + "\n" if notes else "")
+    atomic_write_text(zoo_dir / "README.md", text)
+    return zoo_dir / "README.md"
+
+
+def build(games: list[str], runs_dir: Path, zoo_dir: Path, episodes: int, keep_every: int, train: bool) -> None:
+    from baseline_agent.train import Config
+    from baseline_agent.train import train as train_ppo
+
+    for game in games:
+        run_dir = runs_dir / game
+        if train:
+            config = load_config(Config, ZOO_CONFIG, [f"env.game={game}", f"run.dir={run_dir}", "train.resume=true"])
+            train_ppo(config)
+        files = export_series(run_dir, zoo_dir / game, keep_every)
+        rows = evaluate_series(files, episodes)
+        config_text = ZOO_CONFIG.read_text()
+        record = {
+            "game": game,
+            "command": f"python -m baseline_agent.zoo build --games {game} --episodes {episodes}",
+            "config": config_text,
+            "checkpoints": rows,
+        }
+        old = zoo_dir / game / "evaluation.json"
+        if old.is_file():
+            record["note"] = json.loads(old.read_text()).get("note")
+        atomic_write_text(old, json.dumps(record, indent=2) + "\n")
+        print("\n".join(table_lines(zoo_dir)))
+    write_readme(zoo_dir, sorted(p.parent.name for p in zoo_dir.glob("*/evaluation.json")), episodes)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = OneLineParser(
+        prog="python -m baseline_agent.zoo",
+        description="The demonstrator zoo: build (train, export, evaluate) its checkpoint series, or list them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    b = sub.add_parser("build", help="train (resuming), export and evaluate each game's series; rewrite the table")
+    b.add_argument("--games", nargs="+", default=["starpilot", "fruitbot", "bigfish"], choices=GAMES, metavar="GAME",
+                   help="games to build (default starpilot fruitbot bigfish)")  # fmt: skip
+    b.add_argument("--episodes", type=int, default=100, help="held-out episodes per checkpoint (default 100)")
+    b.add_argument("--keep-every", type=int, default=2, help="keep every k-th checkpoint of the series and the final "
+                   "one (default 2)")  # fmt: skip
+    b.add_argument("--runs-dir", default="runs/zoo", help="where the training runs go (default runs/zoo)")
+    b.add_argument("--zoo-dir", default=str(ZOO_DIR), help="the zoo folder (default the repository's zoo/)")
+    b.add_argument("--no-train", action="store_true", help="export and evaluate existing runs without training")
+    ls = sub.add_parser("list", help="print the zoo's table")
+    ls.add_argument("--zoo-dir", default=str(ZOO_DIR), help="the zoo folder (default the repository's zoo/)")
+    args = parser.parse_args(argv)
+    if args.command == "build" and (args.episodes < 1 or args.keep_every < 1):
+        raise UserError("--episodes and --keep-every must be >= 1")
+    return args
+
+
+@main_guard
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    zoo_dir = Path(args.zoo_dir)
+    if args.command == "list":
+        print("\n".join(table_lines(zoo_dir)))
+        return
+    build(args.games, Path(args.runs_dir), zoo_dir, args.episodes, args.keep_every, not args.no_train)
+    print(f"done: {zoo_dir / 'README.md'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
