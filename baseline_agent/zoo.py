@@ -3,7 +3,7 @@
     python -m baseline_agent.zoo build [--games starpilot fruitbot bigfish] [--episodes 100]   # (re)build it
     python -m baseline_agent.zoo list                                                        # the table
 
-As rl-baselines3-zoo keeps its trained agents, ``zoo/<game>/`` holds a handful of checkpoints of one PPO run
+As rl-baselines3-zoo keeps its trained agents, ``zoo/<game>/`` holds the checkpoint series of one PPO run
 (``configs/zoo.yaml``): weights and the run's config only (``step_<step>.pt``, loadable with
 ``torch.load(path, weights_only=True)`` and by every tool of the suite), and ``evaluation.json`` with each
 checkpoint's held-out return over ``--episodes`` episodes. ``zoo/README.md`` is the table of all games.
@@ -127,13 +127,15 @@ def table_lines(zoo_dir: Path = ZOO_DIR) -> list[str]:
 README_HEAD = """# The demonstrator zoo
 
 PPO checkpoint series shipped with the suite, so experiments start from demonstrators of known skill instead of
-training them (as rl-baselines3-zoo keeps its trained agents). Each game's folder holds a handful of checkpoints of
-one run of `configs/zoo.yaml` (the Procgen paper's PPO settings with the Nature CNN, 64 environments, easy mode,
-training levels 0-199), weights and config only: `torch.load(path, weights_only=True)` reads them, and every tool of
-the suite takes them (`zoo:<game>` names a series, `zoo:<game>/step_<step>` one checkpoint). `evaluation.json` in
-each folder has the figures below.
+training them (as rl-baselines3-zoo keeps its trained agents). Each game's folder holds the checkpoint series (one
+every 500k steps) of one run of `configs/zoo.yaml` (the Procgen paper's PPO settings with the Nature CNN, 64
+environments, easy mode, training levels 0-199), weights and config only: `torch.load(path, weights_only=True)`
+reads them, and every tool of the suite takes them (`zoo:<game>` names a series, `zoo:<game>/step_<step>` one
+checkpoint). `evaluation.json` in each folder has the figures below.
 
-Rebuild from scratch (trains every game, resuming where a run stopped; about an hour a game on 2 CPU cores):
+Rebuild from scratch (trains every game, resuming where a run stopped; about an hour a game on 2 CPU cores without
+AVX512; a run that was interrupted and resumed plays a new level order from there on, so it is not bit-identical to
+an uninterrupted one):
 
 ```bash
 python -m baseline_agent.zoo build --games {games} --episodes {episodes}
@@ -190,8 +192,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--games", nargs="+", default=["starpilot", "fruitbot", "bigfish"], choices=GAMES, metavar="GAME",
                    help="games to build (default starpilot fruitbot bigfish)")  # fmt: skip
     b.add_argument("--episodes", type=int, default=100, help="held-out episodes per checkpoint (default 100)")
-    b.add_argument("--keep-every", type=int, default=2, help="keep every k-th checkpoint of the series and the final "
-                   "one (default 2)")  # fmt: skip
+    b.add_argument("--keep-every", type=int, default=1, help="keep every k-th checkpoint of the series and the final "
+                   "one (default 1: all of them)")  # fmt: skip
     b.add_argument("--runs-dir", default="runs/zoo", help="where the training runs go (default runs/zoo)")
     b.add_argument("--zoo-dir", default=str(ZOO_DIR), help="the zoo folder (default the repository's zoo/)")
     b.add_argument("--no-train", action="store_true", help="export and evaluate existing runs without training")
