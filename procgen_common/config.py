@@ -17,6 +17,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import textwrap
 import types
@@ -136,6 +137,9 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):
+            # NaN passes every < and > comparison, so a range check alone would let it through.
+            raise ConfigError(f"{key}: {value!r} is not a finite number; give a finite value ({where})")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -86,6 +86,9 @@ def test_null_optional_and_empty_yaml(tmp_path):
         ("inner.rate=-0.1", ["inner.rate", "out of range"]),
         ("inner.size=0", ["inner.size", "out of range", "> 0"]),
         ("inner.limit=-1", ["inner.limit", "out of range"]),
+        ("inner.rate=.nan", ["inner.rate", "nan is not a finite number"]),  # NaN passes every < and > test
+        ("inner.rate=-.inf", ["inner.rate", "-inf is not a finite number"]),
+        ("inner.limit=.inf", ["inner.limit", "expected float | null", "inf"]),
         ("inner.mode=slwo", ["inner.mode", "'slwo' is not allowed", "fast, slow", "did you mean 'slow'"]),
         ("inner.names=abc", ["inner.names", "expected list of str"]),
         ("inner.names=[1]", ["inner.names[0]", "expected str"]),
