@@ -23,7 +23,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def prepare_run_dir(run_dir: Path, config, resume: bool, must_match: Sequence[str]) -> dict | None:
-    """Check a run folder; return the latest checkpoint to resume from, or None for a fresh run.
+    """Check a run folder; return the newest checkpoint to resume from (``latest.pt`` or the last of the
+    ``step_*.pt`` series, which hold the whole training state too), or None for a fresh run.
 
     A fresh run never overwrites an earlier one: a folder that already holds a run is an error unless
     ``resume``. Resuming needs the config sections in ``must_match`` (e.g. the env and the model) to
@@ -38,10 +39,20 @@ def prepare_run_dir(run_dir: Path, config, resume: bool, must_match: Sequence[st
                 "pass train.resume=true to continue it or choose another run.dir"
             )
         return None
-    if not latest.exists():
+    series = sorted((run_dir / "checkpoints").glob("step_*.pt"))
+    if not latest.exists() and not series:
         print(f"train.resume: no checkpoint in {run_dir}; starting a fresh run", file=sys.stderr)
         return None
-    checkpoint = load_checkpoint(latest)
+    # Every series checkpoint holds the whole training state too: resume from whichever of it and latest.pt is newer
+    # (a kill between two latest.pt saves then loses at most the time since the last series checkpoint).
+    checkpoint = load_checkpoint(latest) if latest.exists() else None
+    if series:
+        newest = load_checkpoint(series[-1])
+        if "rng" in newest and (checkpoint is None or newest["step"] > checkpoint["step"]):
+            checkpoint = newest
+    if checkpoint is None:
+        print(f"train.resume: no resumable checkpoint in {run_dir}; starting a fresh run", file=sys.stderr)
+        return None
     now = to_dict(config)
     for section in must_match:
         saved = checkpoint["config"].get(section, {})

@@ -156,3 +156,17 @@ def test_resume_of_a_folder_without_checkpoint_starts_fresh(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert [int(r["step"]) for r in read_progress(run_dir)] == [BATCH]
     assert Path(run_dir / "checkpoints" / "latest.pt").is_file()
+
+
+def test_resume_starts_from_the_newest_series_checkpoint_when_latest_is_older(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train_tiny(run_dir, f"train.total_steps={4 * BATCH}", "train.num_checkpoints=5")
+    checkpoints = run_dir / "checkpoints"
+    # What a kill after the series checkpoint at 3 updates and before the next latest.pt leaves: an older latest.pt.
+    (checkpoints / f"step_{4 * BATCH:09d}.pt").unlink()
+    shutil.copy(checkpoints / f"step_{1 * BATCH:09d}.pt", checkpoints / "latest.pt")
+    capsys.readouterr()
+    train_tiny(run_dir, f"train.total_steps={4 * BATCH}", "train.num_checkpoints=5", "train.resume=true")
+    assert f"from step {3 * BATCH:,}" in capsys.readouterr().err
+    assert [int(r["step"]) for r in read_progress(run_dir)] == [BATCH, 2 * BATCH, 3 * BATCH, 4 * BATCH]
+    assert load_checkpoint(checkpoints / "latest.pt")["step"] == 4 * BATCH
