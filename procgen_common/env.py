@@ -22,7 +22,10 @@ range; ``all`` is Procgen's full level distribution.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -190,6 +193,16 @@ def one_level_config(env_config: EnvConfig, level_seed: int) -> EnvConfig:
     )
 
 
+def import_procgen() -> None:
+    """Import procgen with the old gym it needs, keeping gym's own deprecation banner (printed on import by the
+    gym_notices package) off the user's terminal: the suite uses gymnasium and only Procgen touches gym."""
+    if "gym" not in sys.modules:
+        with contextlib.redirect_stderr(io.StringIO()):
+            import gym  # noqa: F401
+
+    import procgen  # noqa: F401
+
+
 class ProcgenVecEnv(VecEnv):
     """Procgen as an SB3 ``VecEnv``: uint8 HWC frames, episode statistics and level seeds in infos."""
 
@@ -210,6 +223,7 @@ class ProcgenVecEnv(VecEnv):
         self._make()
 
     def _make(self) -> None:
+        import_procgen()
         import procgen  # imported here: it loads the C++ library, which tools that only read configs skip
 
         if self._gym3 is not None:
