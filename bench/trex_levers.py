@@ -1,6 +1,7 @@
 """T-REX's levers, measured: which ladder, which pairs and which regularisers make a learned reward generalise?
 
-    python bench/trex_levers.py --game starpilot --best zoo/starpilot/step_003000000.pt --series zoo/starpilot
+    python bench/trex_levers.py --game starpilot --best zoo:starpilot/step_001015808
+        --series zoo:starpilot/step_000000000 zoo:starpilot/step_000507904 zoo:starpilot/step_001015808
         [--seeds 0 1 2] [--num-demos 100] [--train-levels 10] [--test-levels 10] [--variants NAME ...]
         [--epsilons 1.0 0.75 0.5 0.25 0.02] [-c configs/trex-reward-cpu.yaml] [--out bench/results/trex_levers]
         [--summary-only] [key=value ...]
@@ -74,7 +75,7 @@ def generate_ladder(args: argparse.Namespace, ladder: str, split: str) -> Path:
     if ladder == "noise":
         entries, epsilons = [args.best], args.epsilons
     else:
-        entries, epsilons = [args.series], [0.0]
+        entries, epsilons = args.series, [0.0]
     rungs = len(checkpoint_files(entries)) * len(epsilons)
     if split == "train":
         # Twice --num-demos: the reward learns from half, the other half stays unseen (in-distribution evaluation).
@@ -84,7 +85,7 @@ def generate_ladder(args: argparse.Namespace, ladder: str, split: str) -> Path:
         episodes = args.test_episodes
         levels = [f"num_test_levels={args.test_levels}", "train_levels=[]"]
     overrides = [
-        f"checkpoints={entries}".replace("'", ""),
+        f"checkpoints={json.dumps(entries)}",
         f"epsilon={epsilons}",
         f"game={args.game}",
         *levels,
@@ -204,7 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--game", required=True, choices=GAMES, metavar="GAME", help="Procgen game")
     parser.add_argument("--best", required=True, help="checkpoint the noise ladder is played from")
     parser.add_argument(
-        "--series", required=True, help="checkpoint series (run or zoo folder) of the checkpoint ladder"
+        "--series", required=True, nargs="+", help="checkpoints (or a run or zoo series) of the checkpoint ladder"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="reward model seeds (default 0 1 2)")
     parser.add_argument("--num-demos", type=int, default=100, help="training demos per reward model (default 100)")
