@@ -21,7 +21,7 @@ mean of the learned reward and an untrained network (``trex.train_reward``'s ``g
 
 A variant is a ladder plus reward trainer overrides (``VARIANTS``, or ``--variant NAME=LADDER:key=value,...``); each
 runs for every seed into ``<out>/<game>/<variant>/seed<S>``. Finished runs are skipped and interrupted ones resume,
-so rerunning continues. ``<out>/<game>/summary.{json,md}``: per variant, mean and std over seeds of the held-out
+so rerunning continues. ``<out>/summary-<game>.{json,md}``: per variant, mean and std over seeds of the held-out
 and in-distribution Spearman correlation with the true return and the gap between them.
 """
 
@@ -264,10 +264,10 @@ def main(argv: list[str] | None = None) -> dict:
             for seed in args.seeds:
                 train_variant(args, name, seed)
     summary = summarize(args)
-    out = Path(args.out) / args.game
+    out = Path(args.out)  # the summaries sit beside the (git-ignored) run folders, so they can be committed
     lines = markdown(summary)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(out / "summary.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / f"summary-{args.game}.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / f"summary-{args.game}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary
 

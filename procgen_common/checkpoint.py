@@ -34,11 +34,23 @@ class CheckpointError(ValueError):
     """A file that is missing, corrupt or not a checkpoint of this suite."""
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; done once, at import, before any thread starts
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _atomic_write(path: str | Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600; give it the mode any other new file gets (0666 less the umask), so a
+        # colleague on a shared machine can read checkpoints, demos and reports as they can the rest.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

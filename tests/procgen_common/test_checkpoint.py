@@ -136,3 +136,11 @@ def test_atomic_text_and_bytes_replace_the_whole_file(tmp_path):
     atomic_write_bytes(path, b"\x00\x01")
     assert path.read_bytes() == b"\x00\x01"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_atomic_writes_get_the_mode_of_any_new_file(tmp_path):
+    from procgen_common.checkpoint import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")  # an ordinary new file, under the same umask
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == (tmp_path / "b.txt").stat().st_mode & 0o777
