@@ -93,3 +93,40 @@ def test_trex_quality_trains_evaluates_summarises_and_resumes(demonstrator_run, 
     written = metrics.stat().st_mtime_ns
     again = quality.main(argv)  # everything exists: nothing is played or trained again
     assert metrics.stat().st_mtime_ns == written and again["games"] == summary["games"]
+
+
+def test_trex_levers_runs_both_ladders_and_every_variant(demonstrator_run, tmp_path):
+    checkpoints = sorted((demonstrator_run / "checkpoints").glob("step_*.pt"))
+    args = [
+        *TINY_REWARD,
+        "train.epochs=1",
+        "train.torch_threads=1",
+        "train.device=cpu",
+        "--game=starpilot",
+        f"--best={checkpoints[-1]}",
+        "--series",
+        *map(str, checkpoints),
+        "--num-demos=6",
+        "--train-levels=2",
+        "--test-levels=2",
+        "--test-episodes=1",
+        "--epsilons",
+        "1.0",
+        "0.0",
+        f"--out={tmp_path}",
+        "--seeds",
+        "0",
+        "--variants",
+        "noise-episode",
+        "checkpoints-snippet",
+    ]
+    summary = _script("trex_levers").main(args)
+    torch.set_num_threads(1)
+    assert set(summary["variants"]) == {"noise-episode", "checkpoints-snippet"}
+    for row in summary["variants"].values():
+        assert row["seeds"] == 1 and row["held_out/learned"]["n"] == 1
+    # One held-out set for every variant: both ladders' held-out demos.
+    held_out = (tmp_path / "starpilot" / "held-out" / "index.csv").read_text().splitlines()
+    assert len(held_out) == 1 + 2 * 2 + 2 * 2  # header, 2 noise rungs x 2 levels, 2 checkpoints x 2 levels
+    assert json.loads((tmp_path / "summary-starpilot.json").read_text()) == summary
+    assert "| noise-episode | noise | 1 |" in (tmp_path / "summary-starpilot.md").read_text()
