@@ -77,3 +77,11 @@ def test_unknown_zoo_entries_are_one_line_errors(tmp_path):
         zoo.resolve("zoo:coinrun", tmp_path)
     with pytest.raises(UserError, match="no such checkpoint in the zoo"):
         zoo.resolve("zoo:starpilot/step_5", tmp_path)
+
+
+def test_the_zoo_preset_loads_and_pins_its_arithmetic():
+    from baseline_agent.train import Config
+    from procgen_common.config import load_config
+
+    config = load_config(Config, zoo.ZOO_CONFIG)
+    assert (config.train.precision, config.train.torch_threads, config.model.arch) == ("fp32", 2, "nature")

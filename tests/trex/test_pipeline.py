@@ -29,6 +29,9 @@ def tiny_pipeline(folder, *extra: str) -> list[str]:
     """Overrides for a pipeline of a few seconds per stage: 4 envs, 2 PPO updates, a 2-checkpoint ladder."""
     return [
         f"dir={folder}",
+        "zoo=null",  # the quickstart's zoo demonstrator is replaced by a tiny trained one
+        "demos.epsilon=0.0",
+        "demos.episodes_per_level=1",
         "env.num_envs=4",
         "env.num_levels=20",
         "env.num_threads=0",
@@ -203,3 +206,12 @@ def test_a_zoo_demonstrator_is_recorded_not_trained(experiment, tmp_path):
     with pytest.raises(UserError, match="zoo: .* plays starpilot \\(easy\\) but env.game is coinrun"):
         run_tiny(tmp_path / "other", f"zoo={tmp_path / 'zoo' / 'starpilot'}", "env.game=coinrun")
     assert not (tmp_path / "other").exists()
+
+
+def test_the_quickstart_plays_a_committed_zoo_checkpoint_of_its_game():
+    from trex.pipeline import zoo_files
+
+    config = load_config(Config, REPO / "configs" / "quickstart.yaml")
+    files = zoo_files(config)  # the whole series, checked to play env.game
+    assert config.zoo.removeprefix("zoo:") in {f"{f.parent.name}/{f.stem}" for f in files}
+    assert config.reward.data.comparison == "episode" and len(config.demos.epsilons) == 5
