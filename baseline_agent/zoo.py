@@ -133,7 +133,7 @@ environments, easy mode, training levels 0-199), weights and config only: `torch
 reads them, and every tool of the suite takes them (`zoo:<game>` names a series, `zoo:<game>/step_<step>` one
 checkpoint). `evaluation.json` in each folder has the figures below.
 
-Rebuild from scratch (trains every game, resuming where a run stopped; about an hour a game on 2 CPU cores without
+Rebuild from scratch (trains every game, resuming where a run stopped; about 40 minutes a game on 2 CPU cores without
 AVX512; a run that was interrupted and resumed plays a new level order from there on, so it is not bit-identical to
 an uninterrupted one):
 

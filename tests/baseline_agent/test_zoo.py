@@ -18,7 +18,7 @@ from procgen_common.env import ProcgenVecEnv
 COMMITTED = sorted(zoo.ZOO_DIR.glob("*/step_*.pt"))
 
 
-def test_the_zoo_holds_a_series_for_several_games():
+def test_the_zoo_holds_a_series_of_several_checkpoints_per_game():
     assert len({p.parent.name for p in COMMITTED}) >= 1
     for game in {p.parent.name for p in COMMITTED}:
         assert len(zoo.series(game)) >= 3
