@@ -28,6 +28,7 @@ and in-distribution Spearman correlation with the true return and the gap betwee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -105,9 +106,11 @@ def merged_test_folder(args: argparse.Namespace) -> Path:
     for ladder in ("noise", "checkpoints"):
         folder = ladder_folder(args, ladder, "test")
         for info in read_index(folder):
+            # Named by ladder too: both ladders can hold a demo of the same checkpoint, level and episode.
+            info = dataclasses.replace(info, demo_id=f"{ladder}-{info.demo_id}", file=f"{ladder}-{info.file}")
             target = out / info.file
             if not target.exists():
-                target.hardlink_to(folder / info.file)
+                target.hardlink_to(folder / info.file.removeprefix(f"{ladder}-"))
             infos.append(info)
     write_index(out, infos)
     return out
