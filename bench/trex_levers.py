@@ -34,8 +34,6 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import main_guard
 from procgen_common.config import load_config
@@ -44,6 +42,7 @@ from trex.demos import read_index, write_index
 from trex.evaluate_reward import PREDICTORS
 from trex.generate_demos import Config as DemoConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
+from trex.plot import mean_std
 from trex.train_reward import Config as RewardConfig
 from trex.train_reward import train
 
@@ -135,14 +134,6 @@ def train_variant(args: argparse.Namespace, name: str, seed: int) -> Path:
     ]
     print(f"reward model: {args.game}, {name}, seed {seed}", file=sys.stderr)
     return train(load_config(RewardConfig, args.config, overrides))
-
-
-def mean_std(values: list[float | None]) -> dict:
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(np.mean(present)), "std": float(np.std(present, ddof=1)) if len(present) > 1 else 0.0,
-            "n": len(present)}  # fmt: skip
 
 
 def summarize(args: argparse.Namespace) -> dict:

@@ -42,6 +42,7 @@ from procgen_common.env import GAMES
 from trex.demos import DemoSet, read_index
 from trex.generate_demos import Config as DemoConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
+from trex.plot import mean_std
 from trex.train_reward import Config as RewardConfig
 from trex.train_reward import train
 
@@ -117,15 +118,6 @@ def run_record(run_dir: Path) -> dict:
         "train_seconds": float(rows[-1]["time/elapsed_s"]),
         "frames_per_s": float(np.mean([float(r["time/frames_per_s"]) for r in rows])),
     }
-
-
-def mean_std(values: list[float | None]) -> dict:
-    """Mean and sample std of the values that exist (None: a constant predictor has no correlation)."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"mean": None, "std": None, "n": 0}
-    std = float(np.std(present, ddof=1)) if len(present) > 1 else 0.0
-    return {"mean": float(np.mean(present)), "std": std, "n": len(present)}
 
 
 def aggregate(records: list[dict]) -> dict:

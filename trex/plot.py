@@ -76,6 +76,15 @@ def mean(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
 AGGREGATES: dict[str, Callable] = {"mean": mean, "iqm": iqm}
 
 
+def mean_std(values: Sequence[float | None]) -> dict:
+    """Mean and sample std of the values that exist, and how many (None: a constant predictor has no correlation)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"mean": None, "std": None, "n": 0}
+    std = float(np.std(present, ddof=1)) if len(present) > 1 else 0.0
+    return {"mean": float(np.mean(present)), "std": std, "n": len(present)}
+
+
 def stratified_bootstrap(
     strata: Sequence[Sequence[float]], statistic: Callable = mean, reps: int = 2000, seed: int = 0
 ) -> np.ndarray:
