@@ -32,7 +32,7 @@ def rank_scores(
     if rank_by == "noise":
         steps = np.asarray(checkpoint_steps, dtype=np.float64)
         noise = np.zeros(len(steps)) if epsilons is None else np.asarray(epsilons, dtype=np.float64)
-        rungs, place = np.unique(np.stack([steps, -noise], 1), axis=0, return_inverse=True)  # rows sorted: step, -eps
+        _, place = np.unique(np.stack([steps, -noise], 1), axis=0, return_inverse=True)  # rows sorted: step, -eps
         return place.reshape(-1).astype(np.float64)
     raise ValueError(f"rank_by: {rank_by!r} is not 'return', 'checkpoint' or 'noise'")
 
