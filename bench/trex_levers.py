@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 from procgen_common.checkpoint import atomic_write_text
-from procgen_common.cli import main_guard
+from procgen_common.cli import OneLineParser, main_guard
 from procgen_common.config import load_config
 from procgen_common.env import GAMES
 from trex.demos import read_index, write_index
@@ -195,7 +195,7 @@ def markdown(summary: dict) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", required=True, choices=GAMES, metavar="GAME", help="Procgen game")
     parser.add_argument("--best", required=True, help="checkpoint the noise ladder is played from")
     parser.add_argument(
