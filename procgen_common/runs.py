@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,3 +69,86 @@ def prepare_run_dir(run_dir: Path, config, resume: bool, must_match: Sequence[st
     if saved_config.exists():
         read_yaml(saved_config)  # a corrupt config.yaml is reported before any work
     return checkpoint
+
+
+LOCK_FILE = ".lock"
+OWNER_FILE = ".lock.owner"
+
+
+def _remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries (``.<name>.<random>.tmp``, ``checkpoint._atomic_write``) that killed writes left in
+    ``folder`` and its subfolders, skipping subfolders with a lock of their own (another job's, cleaned by it)."""
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() and not path.is_symlink():
+            if not (path / LOCK_FILE).exists():
+                removed += _remove_temporaries(path)
+        elif path.name.startswith(".") and path.name.endswith(".tmp") and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+class FolderLock:
+    """One writer per run or experiment folder: hold it for the whole job.
+
+    An advisory ``flock`` on ``<folder>/.lock`` (the ``filelock`` package), so the kernel releases it when the
+    holder dies, however it dies: no stale locks. A second job on the same folder stops at once with one line
+    naming the holder (``.lock.owner``: pid, host, command, start time). Taking the lock also removes the
+    temporaries of writes that an earlier, killed job left behind, since no other writer can be using them.
+    """
+
+    def __init__(self, folder: str | Path, key: str):
+        from filelock import FileLock, Timeout
+
+        self.folder = Path(folder)
+        make_folder(self.folder, key)
+        self._lock = FileLock(self.folder / LOCK_FILE, is_singleton=False)
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            try:
+                holder = (self.folder / OWNER_FILE).read_text().strip() or "another job"
+            except OSError:
+                holder = "another job"
+            raise UserError(
+                f"{key}: {self.folder} is in use by {holder}; wait for it to finish or choose another {key}"
+            ) from None
+        owner = f"pid {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]}, since {time.ctime()})"
+        (self.folder / OWNER_FILE).write_text(owner + "\n")
+        for path in _remove_temporaries(self.folder):
+            print(f"removed {path}, left by an interrupted write", file=sys.stderr)
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            (self.folder / OWNER_FILE).unlink(missing_ok=True)
+            self._lock.release()
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def make_folder(folder: str | Path, key: str) -> Path:
+    """Create an output folder (and its parents), or raise a one-line UserError naming ``key`` and the reason."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{key}: {folder} is a file, not a folder; choose another {key}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{key}: cannot write to {folder} ({os_reason(err)}); choose another {key}") from None
+    return folder
+
+
+def os_reason(err: OSError) -> str:
+    """An OSError's reason in a few words, naming the offending path when it is not the one asked about."""
+    reason = err.strerror or type(err).__name__
+    if err.errno == errno.ENOTDIR:
+        reason = "a part of the path is a file"
+    return reason

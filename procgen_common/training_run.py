@@ -30,7 +30,7 @@ from procgen_common.config import save_config, to_dict
 from procgen_common.env import ProcgenVecEnv
 from procgen_common.evaluation import run_episodes, summarize
 from procgen_common.logger import RunLogger
-from procgen_common.runs import pick_device, prepare_run_dir
+from procgen_common.runs import FolderLock, pick_device, prepare_run_dir
 from procgen_common.video import record_eval_video
 
 
@@ -110,7 +110,12 @@ class TrainingRun:
         self.config, self.algo = config, algo
         self.run_dir: Path = config.run_dir
         self.columns = [*COMMON_COLUMNS, *columns, *EVAL_COLUMNS]
-        self.resume_from = prepare_run_dir(self.run_dir, config, config.train.resume, must_match)
+        self.lock = FolderLock(self.run_dir, "run.dir")  # held until close()
+        try:
+            self.resume_from = prepare_run_dir(self.run_dir, config, config.train.resume, must_match)
+        except BaseException:
+            self.lock.release()
+            raise
         self.device = pick_device(config.train.device)
         torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
         torch.manual_seed(config.train.seed)
@@ -254,3 +259,4 @@ class TrainingRun:
             self.bar.close()
         if self.logger is not None:
             self.logger.close()
+        self.lock.release()

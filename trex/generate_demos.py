@@ -31,10 +31,11 @@ from tqdm import tqdm
 
 from baseline_agent import zoo
 from procgen_common.agents import load_agent
+from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game, one_level_config
-from procgen_common.runs import pick_device
+from procgen_common.runs import FolderLock, pick_device
 from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
 from trex.sb3_agent import load_sb3_agent
 
@@ -397,9 +398,32 @@ def generate(config: Config) -> Path:
     files = checkpoint_files(config.checkpoint_entries)
     # The first checkpoint fixes the game, mode and level splits; the others are checked against it.
     _, _, _, env_config = load_demonstrator(files[0], config, device)
+    check_one_game(files, env_config)
     levels = choose_levels(config, env_config)
     out = prepare_out_dir(config, files, env_config)
-    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, "out_dir"):
+        return play_missing_demos(config, files, env_config, levels, out, device)
+
+
+def check_one_game(files: list[Path], env_config: EnvConfig) -> None:
+    """Refuse, before any demo is played, a demonstrator set whose suite checkpoints play another game or mode
+    than the first one (SB3 models record no game: they play ``game=``)."""
+    for path in files[1:]:
+        if path.suffix == ".zip":
+            continue
+        env = load_checkpoint(path).get("config", {}).get("env", {})
+        game, mode = env.get("game"), env.get("distribution_mode")
+        if (game, mode) != (env_config.game, env_config.distribution_mode):
+            raise UserError(
+                f"checkpoints: {path} plays {game} ({mode}) but {files[0]} plays {env_config.game} "
+                f"({env_config.distribution_mode}); one game per demo folder"
+            )
+
+
+def play_missing_demos(
+    config: Config, files: list[Path], env_config: EnvConfig, levels: dict, out: Path, device: torch.device
+) -> Path:
+    """The body of ``generate``, run while holding the demo folder's lock."""
     save_config(config, out / "config.yaml")
 
     index = {info.demo_id: info for info in read_index(out) if (out / info.file).is_file()}

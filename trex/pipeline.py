@@ -49,6 +49,7 @@ from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import ConfigError, bounded, load_config, save_config, to_dict
 from procgen_common.env import EnvConfig
 from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, verdict, write_evaluation
+from procgen_common.runs import FolderLock
 from trex.demos import read_index
 from trex.generate_demos import Config as DemosConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
@@ -567,8 +568,13 @@ def run_pipeline(config: Config) -> Path:
     """Run every stage that is not finished with the same settings; write the report; returns ``report.md``."""
     root = Path(config.dir)
     all_stages = stages(config)
+    with FolderLock(root, "dir"):
+        return run_stages(config, root, all_stages)
+
+
+def run_stages(config: Config, root: Path, all_stages: list) -> Path:
+    """The body of ``run_pipeline``, run while holding the experiment folder's lock."""
     planned = plan(all_stages, root)
-    root.mkdir(parents=True, exist_ok=True)
     save_config(config, root / "config.yaml")
     times: dict[str, float] = {}
     for number, stage in enumerate(all_stages, 1):

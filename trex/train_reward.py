@@ -34,7 +34,7 @@ from procgen_common.checkpoint import atomic_write_text, save_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, save_config, to_dict
 from procgen_common.logger import LogConfig, RunLogger
-from procgen_common.runs import pick_device, prepare_run_dir
+from procgen_common.runs import FolderLock, pick_device, prepare_run_dir
 from trex.augment import AUGMENTATIONS, augment_frames
 from trex.demos import DemoFrames, DemoSet, load_frames
 from trex.evaluate_reward import PREDICTORS, evaluate, summary_lines
@@ -365,6 +365,12 @@ def train(config: Config) -> Path:
     test_set = DemoSet.open(config.data.test_demos) if config.data.test_demos else demo_set
     test_set.check_same_game(demo_set.game, demo_set.distribution_mode, f"data.demos {demo_set.folder}")
     run_dir = Path(config.run.dir or f"runs/trex-{demo_set.game}-{config.reward_net.arch}-seed{config.train.seed}")
+    with FolderLock(run_dir, "run.dir"):
+        return train_in(run_dir, config, demo_set, test_set)
+
+
+def train_in(run_dir: Path, config: Config, demo_set: DemoSet, test_set: DemoSet) -> Path:
+    """The body of ``train``, run while holding the run folder's lock."""
     resume_from = prepare_run_dir(run_dir, config, config.train.resume, RESUME_MUST_MATCH)
     device = pick_device(config.train.device)
     torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)

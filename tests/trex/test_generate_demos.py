@@ -345,3 +345,16 @@ def test_a_noise_ladder_records_each_rung(demonstrator_run, tmp_path, capsys):
 def test_bad_noise_levels_are_refused(value):
     with pytest.raises(ValueError, match="epsilon"):
         _config("checkpoints=x", f"epsilon={value}")
+
+
+def test_checkpoints_of_two_games_are_refused_before_any_demo(tmp_path, demonstrator_run):
+    from procgen_common.checkpoint import load_checkpoint, save_checkpoint
+
+    first, second = sorted((demonstrator_run / "checkpoints").glob("step_*.pt"))[:2]
+    checkpoint = load_checkpoint(second)
+    checkpoint["config"]["env"]["game"] = "fruitbot"
+    save_checkpoint(tmp_path / "ckpts" / second.name, checkpoint)
+    shutil.copy(first, tmp_path / "ckpts" / first.name)
+    with pytest.raises(UserError, match=r"checkpoints: .*step_000000128.pt plays fruitbot \(easy\) but .* starpilot"):
+        generate(_config(f"checkpoints={tmp_path / 'ckpts'}", f"out_dir={tmp_path}/d"))
+    assert not (tmp_path / "d").exists()
