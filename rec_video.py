@@ -216,7 +216,7 @@ def load_demo_episode(folder: str, demo_id: str) -> tuple[RecordedEpisode, DemoS
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    device = pick_device(args.device)
+    device = pick_device(args.device, "--device")
     suffix = ".gif" if args.gif else ".mp4"
     trace = "-trace" if args.trace else ""
 

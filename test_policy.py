@@ -11,15 +11,15 @@ seeds played) and a CSV of per-episode rows (level_seed, return, length) beside 
 from __future__ import annotations
 
 import argparse
+import os
 
-import torch
-
-from procgen_common.cli import UserError, main_guard
+from procgen_common.cli import OneLineParser, main_guard
 from procgen_common.evaluation import evaluate_checkpoint
+from procgen_common.runs import pick_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python test_policy.py",
         description="Evaluate a saved agent on a level split and write JSON + per-episode CSV results.",
     )
@@ -49,14 +49,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--num-envs must be >= 1, got {args.num_envs}")
     if args.out is not None and not args.out.endswith(".json"):
         parser.error(f"--out must name a .json file, got {args.out}")
+    if args.out is not None and os.path.isdir(args.out):
+        parser.error(f"--out: {args.out} is a folder; name a .json file")
     return args
 
 
 @main_guard
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device: cuda was asked for but torch sees no CUDA device")
+    pick_device(args.device, "--device")  # a bad or absent device is one line before any work
     summary, out = evaluate_checkpoint(
         args.path, args.split, args.episodes, args.seed, args.deterministic, args.num_envs, args.device, args.out
     )

@@ -42,14 +42,16 @@ class TrainConfig:
     """Seed for the network, the sampling and Procgen's level order."""
     num_checkpoints: int = bounded(10, 1)
     """Checkpoints in the demonstrator series, evenly spaced from step 0 to total_steps (1 = final only)."""
-    save_interval_minutes: float = bounded(10.0, 0.0, low_open=True)
-    """Also write checkpoints/latest.pt this often (wall-clock minutes)."""
+    save_interval_minutes: float = bounded(2.0, 0.0, low_open=True)
+    """Also write checkpoints/latest.pt this often (wall-clock minutes; a save takes well under a second). Every
+    series checkpoint holds the whole training state too, and a resume starts from the newest of them all."""
     resume: bool = False
     """Continue the run in run.dir from checkpoints/latest.pt (starts fresh if there is none)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device; 'auto' takes CUDA when available."""
     torch_threads: int = bounded(0, 0)
-    """CPU threads for torch (0 = one per core)."""
+    """CPU threads for torch (0 = one per core). The count used is saved in config.yaml: it changes the order of
+    the arithmetic, so the same seed gives bit-identical results only with the same count."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Network arithmetic: 'bf16' runs the convolutions and linear layers under bfloat16 autocast (losses
     and optimizer stay fp32); much faster on CPUs with AMX/AVX512-BF16 and on recent GPUs."""

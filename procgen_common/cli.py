@@ -9,6 +9,7 @@ with no traceback; genuine bugs still show theirs.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -22,6 +23,19 @@ class UserError(ValueError):
 
 
 USER_ERRORS = (ConfigError, CheckpointError, UserError)
+# What the file system answers to a write that cannot be done (full disk, quota, read-only, permissions, a file
+# where a folder should be or the reverse): reported as one line, like the user errors.
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -40,6 +54,18 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int | None]:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except OSError as err:
+            if err.errno not in FILE_SYSTEM_ERRORS:
+                raise
+            # os.replace (the last step of an atomic write) names the temporary file first and the target second.
+            target = err.filename2 or err.filename
+            path = f" {target}" if target else ""
+            print(
+                f"error: cannot write{path}: {err.strerror}; files already written are intact (every write is "
+                "atomic): free space, fix permissions or choose another output folder, then rerun to resume",
+                file=sys.stderr,
+            )
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

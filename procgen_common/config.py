@@ -31,8 +31,26 @@ import yaml
 T = TypeVar("T")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (YAML forbids it; PyYAML would keep the last value)."""
+
+    def __init__(self, key, mark):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.problem_mark = key, mark
+
+
 class YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, also reading ``2e6`` and ``3e-4`` as numbers (YAML 1.2 does; 1.1 needs a dot)."""
+    """PyYAML's safe loader, also reading ``2e6`` and ``3e-4`` as numbers (YAML 1.2 does; 1.1 needs a dot), and
+    refusing a key given twice in one mapping (the YAML spec forbids it; PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise DuplicateKeyError(key, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 YamlLoader.add_implicit_resolver(
@@ -229,14 +247,24 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with one-line errors for a missing file or bad YAML."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.load(path.read_text(), Loader=YamlLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=YamlLoader)
+    except DuplicateKeyError as err:
+        raise ConfigError(
+            f"config file {path} gives key {err.key!r} twice (line {err.problem_mark.line + 1}); keep one"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file {path} is not valid YAML{line}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (is it the right file?)") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read ({err.strerror})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
+import re
 import socket
 import sys
 import time
@@ -16,13 +18,20 @@ from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError
 from procgen_common.config import read_yaml, to_dict
 
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 
-def pick_device(name: str) -> torch.device:
-    """'auto' (CUDA when available), 'cpu' or 'cuda'; asking for CUDA without one is a user error."""
+
+def pick_device(name: str, key: str = "device") -> torch.device:
+    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'; anything else, or CUDA without one, is a
+    one-line user error naming ``key`` (the config key or option the name came from)."""
+    if not DEVICE_NAME.fullmatch(name):
+        raise UserError(f"{key}: {name!r} is not a device; use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device: {name} was asked for but torch sees no CUDA device; use auto or cpu")
+        raise UserError(f"{key}: {name} was asked for but torch sees no CUDA device; use auto or cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise UserError(f"{key}: {name} was asked for but torch sees {torch.cuda.device_count()} CUDA devices")
     return torch.device(name)
 
 
@@ -69,6 +78,17 @@ def prepare_run_dir(run_dir: Path, config, resume: bool, must_match: Sequence[st
     if saved_config.exists():
         read_yaml(saved_config)  # a corrupt config.yaml is reported before any work
     return checkpoint
+
+
+def use_threads(config, section: str | None = "train"):
+    """Set torch's CPU thread count from ``<section>.torch_threads`` (0 = one per core) and return ``config`` with
+    the count actually used, so the saved config.yaml records it (it changes the arithmetic's order, hence the
+    last bits of every result)."""
+    owner = getattr(config, section) if section else config
+    threads = owner.torch_threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    owner = dataclasses.replace(owner, torch_threads=threads)
+    return dataclasses.replace(config, **{section: owner}) if section else owner
 
 
 LOCK_FILE = ".lock"

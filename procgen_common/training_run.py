@@ -13,7 +13,6 @@ An algorithm's loop stays flat: it builds its networks, restores them from ``run
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import deque
@@ -30,7 +29,7 @@ from procgen_common.config import save_config, to_dict
 from procgen_common.env import ProcgenVecEnv
 from procgen_common.evaluation import run_episodes, summarize
 from procgen_common.logger import RunLogger
-from procgen_common.runs import FolderLock, pick_device, prepare_run_dir
+from procgen_common.runs import FolderLock, pick_device, prepare_run_dir, use_threads
 from procgen_common.video import record_eval_video
 
 
@@ -107,17 +106,17 @@ class TrainingRun:
     """
 
     def __init__(self, config, algo: str, columns: Sequence[str], must_match: Sequence[str]):
-        self.config, self.algo = config, algo
+        self.algo = algo
         self.run_dir: Path = config.run_dir
         self.columns = [*COMMON_COLUMNS, *columns, *EVAL_COLUMNS]
         self.lock = FolderLock(self.run_dir, "run.dir")  # held until close()
         try:
             self.resume_from = prepare_run_dir(self.run_dir, config, config.train.resume, must_match)
+            self.device = pick_device(config.train.device, "train.device")
         except BaseException:
             self.lock.release()
             raise
-        self.device = pick_device(config.train.device)
-        torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
+        self.config = config = use_threads(config)
         torch.manual_seed(config.train.seed)
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.train.precision == "bf16")
         self.step, self.update, self.elapsed = 0, 0, 0.0

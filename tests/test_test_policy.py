@@ -108,7 +108,14 @@ def test_real_cli_bad_input_has_no_traceback(tmp_path):
 
 
 def test_bad_options_are_argparse_errors(script, tiny_run, tmp_path, capsys):
-    for args in (["--episodes", "0"], ["--num-envs", "0"], ["--out", str(tmp_path / "x.csv")]):
+    (tmp_path / "folder.json").mkdir()
+    for args in (
+        ["--episodes", "0"],
+        ["--num-envs", "0"],
+        ["--out", str(tmp_path / "x.csv")],
+        ["--out", str(tmp_path / "folder.json")],
+        ["--device", "foo"],
+    ):
         with pytest.raises(SystemExit) as info:
             script.main([str(tiny_run), *args])
         assert info.value.code == 2

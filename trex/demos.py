@@ -180,8 +180,13 @@ def read_index(folder: str | Path) -> list[DemoInfo]:
     path = Path(folder) / INDEX
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
-        return [DemoInfo.from_row(row, f"{path} row {i + 2}") for i, row in enumerate(csv.DictReader(f))]
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            return [DemoInfo.from_row(row, f"{path} row {i + 2}") for i, row in enumerate(csv.DictReader(f))]
+    except (UnicodeDecodeError, csv.Error):
+        raise UserError(
+            f"{path} is not a demo index (not CSV text); move it away and rerun trex.generate_demos on the folder"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,8 @@ class DemoSet:
     def open(cls, folder: str | Path) -> DemoSet:
         """Read and check a demo folder; every problem is a one-line UserError naming the folder."""
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"demo folder {folder} is a file, not a folder of demos")
         if not folder.is_dir():
             raise UserError(f"demo folder {folder} does not exist; make one with python -m trex.generate_demos")
         infos = read_index(folder)

@@ -14,7 +14,6 @@ the new demos.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import zlib
@@ -35,7 +34,7 @@ from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game, one_level_config
-from procgen_common.runs import FolderLock, pick_device
+from procgen_common.runs import FolderLock, pick_device, use_threads
 from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
 from trex.sb3_agent import load_sb3_agent
 
@@ -87,7 +86,8 @@ class Config:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device for the policies; 'auto' takes CUDA when available."""
     torch_threads: int = bounded(0, 0)
-    """CPU threads for torch (0 = one per core)."""
+    """CPU threads for torch (0 = one per core). The count used is saved in config.yaml: it changes the order of
+    the arithmetic, so the same seed gives bit-identical results only with the same count."""
 
     @property
     def checkpoint_entries(self) -> list[str]:
@@ -394,7 +394,7 @@ def generate(config: Config) -> Path:
     ``INDEX_EVERY_S`` seconds and at the end. A demo counts as done when it is in the index and its file exists.
     """
     device = pick_device(config.device)
-    torch.set_num_threads(config.torch_threads or os.cpu_count() or 1)
+    config = use_threads(config, None)
     files = checkpoint_files(config.checkpoint_entries)
     # The first checkpoint fixes the game, mode and level splits; the others are checked against it.
     _, _, _, env_config = load_demonstrator(files[0], config, device)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from procgen_common.checkpoint import atomic_write_text, save_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, save_config, to_dict
 from procgen_common.logger import LogConfig, RunLogger
-from procgen_common.runs import FolderLock, pick_device, prepare_run_dir
+from procgen_common.runs import FolderLock, pick_device, prepare_run_dir, use_threads
 from trex.augment import AUGMENTATIONS, augment_frames
 from trex.demos import DemoFrames, DemoSet, load_frames
 from trex.evaluate_reward import PREDICTORS, evaluate, summary_lines
@@ -122,7 +121,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Torch device; 'auto' takes CUDA when available."""
     torch_threads: int = bounded(0, 0)
-    """CPU threads for torch (0 = one per core)."""
+    """CPU threads for torch (0 = one per core). The count used is saved in config.yaml: it changes the order of
+    the arithmetic, so the same seed gives bit-identical results only with the same count."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """Network arithmetic while training: 'bf16' runs the reward network under bfloat16 autocast (the
     per-frame rewards are summed, and the loss computed, in fp32); faster on CPUs with AMX/AVX512-BF16 and on
@@ -372,8 +372,8 @@ def train(config: Config) -> Path:
 def train_in(run_dir: Path, config: Config, demo_set: DemoSet, test_set: DemoSet) -> Path:
     """The body of ``train``, run while holding the run folder's lock."""
     resume_from = prepare_run_dir(run_dir, config, config.train.resume, RESUME_MUST_MATCH)
-    device = pick_device(config.train.device)
-    torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
+    device = pick_device(config.train.device, "train.device")
+    config = use_threads(config)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.precision == "bf16")
     t, data = config.train, config.data
 

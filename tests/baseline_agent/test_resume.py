@@ -96,7 +96,7 @@ def test_resume_without_latest_checkpoint_does_not_duplicate_progress_rows(tmp_p
     run_dir = tmp_path / "run"
     train_tiny(run_dir, f"train.total_steps={2 * BATCH}", "train.num_checkpoints=1")
     # What a kill before the first latest.pt leaves: config.yaml and progress.csv, no latest.pt
-    # (train.save_interval_minutes defaults to 10 minutes).
+    # (train.save_interval_minutes defaults to 2 minutes).
     (run_dir / "checkpoints" / "latest.pt").unlink()
     train_tiny(run_dir, f"train.total_steps={2 * BATCH}", "train.num_checkpoints=1", "train.resume=true")
     assert [int(r["step"]) for r in read_progress(run_dir)] == [BATCH, 2 * BATCH]

@@ -165,3 +165,13 @@ def test_periodic_evaluation_never_changes_the_trained_weights(tmp_path):
 def test_batch_size_property():
     cfg = tiny_config(Path("unused"))
     assert cfg.batch_size == NUM_ENVS * cfg.ppo.num_steps == BATCH
+
+
+def test_the_thread_count_used_is_recorded_in_the_saved_config_and_checkpoints(tmp_path):
+    import os
+
+    from procgen_common.config import read_yaml
+
+    run_dir = train_tiny(tmp_path / "run", "train.torch_threads=0", f"train.total_steps={BATCH}")
+    assert read_yaml(run_dir / "config.yaml")["train"]["torch_threads"] == os.cpu_count()
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.pt")["config"]["train"]["torch_threads"] == os.cpu_count()

@@ -128,6 +128,25 @@ def test_missing_file_invalid_yaml_and_non_mapping(tmp_path):
         load_config(Outer, listed)
 
 
+def test_duplicate_keys_wrong_encoding_and_folders_are_refused_naming_the_file(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("env:\n  game: starpilot\n  num_envs: 4\n  game: coinrun\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml gives key 'game' twice \(line 4\)"):
+        read_yaml(dup)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00 garbage")
+    with pytest.raises(ConfigError, match="binary.yaml is not UTF-8 text"):
+        read_yaml(binary)
+    with pytest.raises(ConfigError, match="is a folder, not a YAML file"):
+        read_yaml(tmp_path)
+    assert read_yaml(_write(tmp_path / "ok.yaml", "a: {x: 1}\nb: {x: 2}\n")) == {"a": {"x": 1}, "b": {"x": 2}}
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
 def test_parse_override_parses_values_as_yaml():
     assert parse_override("a.b=3") == (["a", "b"], 3)
     assert parse_override("a=0.5") == (["a"], 0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -72,3 +73,18 @@ def test_bad_output_folders_are_one_line_naming_the_key(tmp_path):
     with pytest.raises(UserError, match=r"dir: cannot write to /proc/suite-test"):
         make_folder("/proc/suite-test", "dir")
     assert a_file.read_text() == "precious"
+
+
+def test_file_system_failures_deep_in_a_job_are_one_line_and_other_errors_keep_their_traceback(capsys):
+    from procgen_common.cli import main_guard
+
+    @main_guard
+    def job(error):
+        raise error
+
+    with pytest.raises(SystemExit) as info:
+        job(OSError(errno.ENOSPC, "No space left on device", "/data/.x.pt.abc.tmp", None, "/data/x.pt"))
+    assert info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, "cannot write /data/x.pt: No space left on device", "intact")
+    with pytest.raises(FileNotFoundError):  # not a file-system refusal of a write: a bug shows its traceback
+        job(FileNotFoundError(errno.ENOENT, "No such file or directory", "/nope"))

@@ -116,3 +116,11 @@ def test_bad_demo_folders_are_named(tmp_path):
     (demo_set.folder / demo_set.infos[0].file).write_bytes(b"not a demo")
     with pytest.raises(UserError, match="is not a readable demo file"):
         demo_set.load(demo_set.infos[0])
+
+
+def test_an_index_of_random_bytes_is_one_line(tmp_path):
+    (tmp_path / "index.csv").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(UserError, match=r"index.csv is not a demo index \(not CSV text\)"):
+        DemoSet.open(tmp_path)
+    with pytest.raises(UserError, match="is a file, not a folder of demos"):
+        DemoSet.open(tmp_path / "index.csv")
