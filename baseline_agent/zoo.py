@@ -156,21 +156,35 @@ def write_readme(zoo_dir: Path, games: list[str], episodes: int) -> Path:
     return zoo_dir / "README.md"
 
 
-def build(games: list[str], runs_dir: Path, zoo_dir: Path, episodes: int, keep_every: int, train: bool) -> None:
+# Series checkpoints come every this many steps whatever the budget, so a longer run extends a series (a game whose
+# 2M-step series has not left the start of its learning curve) without moving the checkpoints it already has.
+CHECKPOINT_EVERY = 500_000
+
+
+def build(
+    games: list[str], runs_dir: Path, zoo_dir: Path, episodes: int, keep_every: int, train: bool, steps: int | None
+) -> None:
     from baseline_agent.train import Config
     from baseline_agent.train import train as train_ppo
 
+    budget = (
+        []
+        if steps is None
+        else [f"train.total_steps={steps}", f"train.num_checkpoints={steps // CHECKPOINT_EVERY + 1}"]
+    )
     for game in games:
         run_dir = runs_dir / game
         if train:
-            config = load_config(Config, ZOO_CONFIG, [f"env.game={game}", f"run.dir={run_dir}", "train.resume=true"])
-            train_ppo(config)
+            overrides = [f"env.game={game}", f"run.dir={run_dir}", "train.resume=true", *budget]
+            train_ppo(load_config(Config, ZOO_CONFIG, overrides))
         files = export_series(run_dir, zoo_dir / game, keep_every)
         rows = evaluate_series(files, episodes)
         config_text = ZOO_CONFIG.read_text()
         record = {
             "game": game,
-            "command": f"python -m baseline_agent.zoo build --games {game} --episodes {episodes}",
+            "command": f"python -m baseline_agent.zoo build --games {game} --episodes {episodes}"
+            + (f" --steps {steps}" if steps is not None else "")
+            + (f" --keep-every {keep_every}" if keep_every != 1 else ""),
             "config": config_text,
             "checkpoints": rows,
         }
@@ -197,11 +211,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--runs-dir", default="runs/zoo", help="where the training runs go (default runs/zoo)")
     b.add_argument("--zoo-dir", default=str(ZOO_DIR), help="the zoo folder (default the repository's zoo/)")
     b.add_argument("--no-train", action="store_true", help="export and evaluate existing runs without training")
+    b.add_argument("--steps", type=int, default=None, help="training budget per game (default configs/zoo.yaml's "
+                   f"2M); checkpoints stay {CHECKPOINT_EVERY:,} steps apart: more steps extend a series")  # fmt: skip
     ls = sub.add_parser("list", help="print the zoo's table")
     ls.add_argument("--zoo-dir", default=str(ZOO_DIR), help="the zoo folder (default the repository's zoo/)")
     args = parser.parse_args(argv)
     if args.command == "build" and (args.episodes < 1 or args.keep_every < 1):
         raise UserError("--episodes and --keep-every must be >= 1")
+    if args.command == "build" and args.steps is not None and args.steps < CHECKPOINT_EVERY:
+        raise UserError(f"--steps: {args.steps} is less than one checkpoint interval ({CHECKPOINT_EVERY:,} steps)")
     return args
 
 
@@ -212,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "list":
         print("\n".join(table_lines(zoo_dir)))
         return
-    build(args.games, Path(args.runs_dir), zoo_dir, args.episodes, args.keep_every, not args.no_train)
+    build(args.games, Path(args.runs_dir), zoo_dir, args.episodes, args.keep_every, not args.no_train, args.steps)
     print(f"done: {zoo_dir / 'README.md'}", file=sys.stderr)
 
 
