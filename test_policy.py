@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from procgen_common.cli import OneLineParser, main_guard
 from procgen_common.evaluation import evaluate_checkpoint
-from procgen_common.runs import pick_device
+from procgen_common.runs import make_folder, pick_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     pick_device(args.device, "--device")  # a bad or absent device is one line before any work
+    if args.out is not None:
+        make_folder(Path(args.out).parent, "--out")  # and so is an output path that cannot be written
     summary, out = evaluate_checkpoint(
         args.path, args.split, args.episodes, args.seed, args.deterministic, args.num_envs, args.device, args.out
     )

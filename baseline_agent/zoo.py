@@ -28,6 +28,7 @@ from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import load_config
 from procgen_common.env import GAMES
 from procgen_common.evaluation import evaluate_agent
+from procgen_common.runs import make_folder
 
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 """The zoo's folder in the repository."""
@@ -73,14 +74,15 @@ def export_series(run_dir: Path, out: Path, keep_every: int) -> list[Path]:
     keep = [f for k, f in enumerate(files) if k % keep_every == 0]
     if files[-1] not in keep:
         keep.append(files[-1])
-    out.mkdir(parents=True, exist_ok=True)
+    # Every new checkpoint is read before anything in the zoo changes: a corrupt run leaves the zoo as it was.
+    exported = {f.name: {k: v for k, v in load_checkpoint(f).items() if k in KEPT_KEYS} for f in keep}
+    make_folder(out, "--zoo-dir")
+    for name, checkpoint in exported.items():
+        save_checkpoint(out / name, checkpoint)
     for old in out.glob("step_*.pt"):
-        if old.name not in {f.name for f in keep}:
+        if old.name not in exported:
             old.unlink()
-    for f in keep:
-        checkpoint = load_checkpoint(f)
-        save_checkpoint(out / f.name, {k: checkpoint[k] for k in KEPT_KEYS if k in checkpoint})
-    return [out / f.name for f in keep]
+    return [out / name for name in exported]
 
 
 def evaluate_series(files: list[Path], episodes: int, device: str = "cpu") -> list[dict]:
@@ -110,11 +112,20 @@ def table_lines(zoo_dir: Path = ZOO_DIR) -> list[str]:
         "| game | checkpoint | step | held-out return [95% CI] | normalised score | mean length | episodes | size |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    if not zoo_dir.is_dir():
+        raise UserError(f"--zoo-dir: {zoo_dir} is not a folder (the repository's zoo/ is {ZOO_DIR})")
     for folder in sorted(p for p in zoo_dir.glob("*") if p.is_dir()):
         record = folder / "evaluation.json"
         if not record.is_file():
             continue
-        for row in json.loads(record.read_text())["checkpoints"]:
+        try:
+            rows = json.loads(record.read_text(encoding="utf-8"))["checkpoints"]
+        except (ValueError, KeyError, TypeError):  # bad JSON, bad UTF-8 (both ValueErrors) or another shape
+            raise UserError(
+                f"{record} is not a zoo evaluation record; restore it (git checkout) or rebuild it with "
+                "python -m baseline_agent.zoo build --no-train"
+            ) from None
+        for row in rows:
             low, high = row["ci95_return"]
             lines.append(
                 f"| {folder.name} | `{folder.name}/{row['checkpoint']}` | {row['step']:,} | "

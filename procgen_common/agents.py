@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from procgen_common.checkpoint import CheckpointError, load_checkpoint
+from procgen_common.checkpoint import CheckpointError, check_finite_weights, load_checkpoint
 from procgen_common.cli import UserError
-from procgen_common.config import ConfigError, from_dict
-from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig
+from procgen_common.config import from_dict
+from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig, check_game
 from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig
 
 AGENT_LOADERS = {
@@ -57,8 +57,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def env_config_of(checkpoint: dict, path: Path) -> EnvConfig:
     """The training env config saved in a checkpoint."""
     try:
-        return from_dict(EnvConfig, checkpoint["config"]["env"], f"in {path}")
-    except (KeyError, TypeError, ConfigError) as err:
+        env = from_dict(EnvConfig, checkpoint["config"]["env"], f"in {path}")
+        check_game(env.game)
+        return env
+    except (KeyError, TypeError, ValueError) as err:  # ConfigError, and an unknown game, are ValueErrors
         raise CheckpointError(f"{path} has no usable env config ({err})") from None
 
 
@@ -76,6 +78,7 @@ def load_agent(path: str | Path, device: torch.device | str = "cpu"):
     algo = checkpoint.get("algo")
     if algo not in AGENT_LOADERS:
         raise CheckpointError(f"{path} holds an agent of kind {algo!r}; this suite loads {', '.join(AGENT_LOADERS)}")
+    check_finite_weights(checkpoint.get("model") or {}, path)
     module, function = AGENT_LOADERS[algo].split(":")
     loader = getattr(importlib.import_module(module), function)
     try:

@@ -102,3 +102,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if data.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {data.get('version')}; this suite reads {VERSION}")
     return data
+
+
+def check_finite_weights(state_dict: dict, path: str | Path) -> None:
+    """Refuse a state dict with NaN or infinite weights (a run that diverged): it would play or score silently wrong."""
+    for name, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: weight {name} holds NaN or infinite values (did its training diverge?)")

@@ -23,7 +23,7 @@ class UserError(ValueError):
 
 
 USER_ERRORS = (ConfigError, CheckpointError, UserError)
-# What the file system answers to a write that cannot be done (full disk, quota, read-only, permissions, a file
+# What the file system answers to a read or write that cannot be done (full disk, quota, read-only, permissions, a file
 # where a folder should be or the reverse): reported as one line, like the user errors.
 FILE_SYSTEM_ERRORS = {
     errno.ENOSPC,
@@ -35,6 +35,7 @@ FILE_SYSTEM_ERRORS = {
     errno.EISDIR,
     errno.EEXIST,
     errno.ENAMETOOLONG,
+    errno.ENOENT,  # e.g. an output path under /proc, or a parent folder removed while the job ran
 }
 
 
@@ -60,10 +61,10 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int | None]:
                 raise
             # os.replace (the last step of an atomic write) names the temporary file first and the target second.
             target = err.filename2 or err.filename
-            path = f" {target}" if target else ""
+            path = f"{target}: " if target else ""
             print(
-                f"error: cannot write{path}: {err.strerror}; files already written are intact (every write is "
-                "atomic): free space, fix permissions or choose another output folder, then rerun to resume",
+                f"error: {path}{err.strerror}; files already written are intact (every write is atomic): free "
+                "space, fix permissions or choose another path, then rerun to resume",
                 file=sys.stderr,
             )
             sys.exit(2)
@@ -77,7 +78,7 @@ def main_guard(fn: Callable[..., int | None]) -> Callable[..., int | None]:
 def config_parser(prog: str, description: str, config_cls: type, example: str) -> argparse.ArgumentParser:
     """``prog -c CONFIG [key=value ...]`` with every config key documented in --help."""
     keys = "\n".join(describe(config_cls)).lstrip("\n")
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog,
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,

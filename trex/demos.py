@@ -162,7 +162,7 @@ def load_demo(path: str | Path) -> Demo:
             return Demo(info, data["obs"], data["actions"], data["rewards"])
     except FileNotFoundError:
         raise UserError(f"demo file {path} does not exist; rerun trex.generate_demos on its folder") from None
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zstandard.ZstdError) as err:
+    except (OSError, EOFError, ValueError, KeyError, TypeError, zipfile.BadZipFile, zstandard.ZstdError) as err:
         raise UserError(f"{path} is not a readable demo file ({str(err)[:160] or type(err).__name__})") from None
 
 

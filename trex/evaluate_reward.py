@@ -29,8 +29,8 @@ import torch
 from tqdm import tqdm
 
 from procgen_common.checkpoint import atomic_write_text
-from procgen_common.cli import UserError, main_guard
-from procgen_common.runs import pick_device
+from procgen_common.cli import OneLineParser, UserError, main_guard
+from procgen_common.runs import make_folder, pick_device
 from trex.demos import DemoInfo, DemoSet
 from trex.plots import ScatterPanel, Trace, scatter_png, traces_png
 from trex.reward_net import RewardNet, load_reward_net
@@ -259,7 +259,7 @@ def held_out_demos(demo_set: DemoSet, split: str) -> list[DemoInfo]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m trex.evaluate_reward",
         description="Score a learned reward on held-out-level demos against the true return, beside two "
         "baselines (episode length, an untrained network of the same shape).",
@@ -300,7 +300,7 @@ def main(argv=None) -> dict:
         trained_on.get("game"), trained_on.get("distribution_mode"), f"the reward model {args.model}"
     )
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
-    out = Path(args.out) if args.out else model_dir / f"eval-{demo_set.folder.resolve().name}"
+    out = make_folder(args.out if args.out else model_dir / f"eval-{demo_set.folder.resolve().name}", "--out")
     seed = args.seed if args.seed is not None else int(checkpoint.get("config", {}).get("train", {}).get("seed", 0))
     metrics = evaluate(
         net,

@@ -46,10 +46,10 @@ from policies.train import train as train_agent
 from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import ConfigError, bounded, load_config, save_config, to_dict
+from procgen_common.config import ConfigError, bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import EnvConfig
 from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, verdict, write_evaluation
-from procgen_common.runs import FolderLock
+from procgen_common.runs import FolderLock, pick_device
 from trex.demos import read_index
 from trex.generate_demos import Config as DemosConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
@@ -98,6 +98,8 @@ class Config:
     """The final held-out evaluation of every policy."""
 
     def __post_init__(self) -> None:
+        if not str(self.dir).strip():
+            raise ConfigError("dir: empty; name the experiment folder (e.g. dir=experiments/mine)")
         # The keys the pipeline sets are filled in before the sections are checked, so each stage's own checks
         # (e.g. minibatches against env.num_envs) see the config the stage will run with.
         for section, values in pipeline_keys(self).items():
@@ -568,8 +570,33 @@ def run_pipeline(config: Config) -> Path:
     """Run every stage that is not finished with the same settings; write the report; returns ``report.md``."""
     root = Path(config.dir)
     all_stages = stages(config)
+    check_devices(config)
+    check_is_experiment(root)
     with FolderLock(root, "dir"):
         return run_stages(config, root, all_stages)
+
+
+def check_devices(config: Config) -> None:
+    """Every stage's device, checked before the first stage runs (a stage would refuse it only when it starts)."""
+    for section in ("demonstrator", "demos", "reward", "agent"):
+        owner = getattr(config, section)
+        holder, key = (
+            (owner.train, f"{section}.train.device") if hasattr(owner, "train") else (owner, f"{section}.device")
+        )
+        pick_device(holder.device, key)
+
+
+def check_is_experiment(root: Path) -> None:
+    """Refuse a folder that holds something other than a pipeline experiment (a training run, a demo folder...):
+    the pipeline would write its stages among those files."""
+    if not root.is_dir():
+        return
+    entries = {p.name for p in root.iterdir()} - {".lock", ".lock.owner"}
+    saved = root / "config.yaml"
+    is_experiment = (root / "stages").is_dir() or (saved.is_file() and {"reward", "agent"} <= read_yaml(saved).keys())
+    if entries and not is_experiment:
+        raise UserError(f"dir: {root} holds files that are not a T-REX experiment (e.g. {sorted(entries)[0]}); "
+                        "choose another dir")  # fmt: skip
 
 
 def run_stages(config: Config, root: Path, all_stages: list) -> Path:

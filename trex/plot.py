@@ -219,8 +219,11 @@ def _config(run_dir: Path) -> dict:
 def is_policy_run(path: Path) -> bool:
     if not (path / "progress.csv").is_file():
         return False
-    with (path / "progress.csv").open(newline="") as f:
-        header = next(csv.reader(f), [])
+    try:
+        with (path / "progress.csv").open(newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error):
+        raise UserError(f"{path / 'progress.csv'} is not a progress table (not CSV text)") from None
     return TRAIN_RETURN in header
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from procgen_common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from procgen_common.checkpoint import CheckpointError, check_finite_weights, load_checkpoint, save_checkpoint
 from procgen_common.config import ConfigError, bounded, from_dict, to_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ImpalaCNN, frames_to_input
@@ -151,6 +151,7 @@ def load_reward_net(path: str | Path) -> tuple[RewardNet, dict]:
     except (KeyError, TypeError, RuntimeError, ConfigError) as err:
         first = str(err).strip().splitlines()[0][:160]
         raise CheckpointError(f"{path}: not a usable reward model ({first})") from None
+    check_finite_weights(checkpoint["model"], path)
     return net.eval(), checkpoint
 
 
