@@ -132,3 +132,13 @@ def test_trex_levers_runs_both_ladders_and_every_variant(demonstrator_run, tmp_p
     assert len(held_out) == 1 + 2 * 2 + 2 * 2  # header, 2 noise rungs x 2 levels, 2 checkpoints x 2 levels
     assert json.loads((tmp_path / "summary-starpilot.json").read_text()) == summary
     assert "| noise-episode | noise | 1 |" in (tmp_path / "summary-starpilot.md").read_text()
+
+
+def test_reward_per_frame_prints_every_rung_and_the_frames_that_earn_points(synthetic_demos, tmp_path, capsys):
+    from trex.reward_net import RewardNetConfig, save_untrained_reward_net
+
+    model = save_untrained_reward_net(tmp_path / "reward.pt", RewardNetConfig(), "starpilot")
+    _script("reward_per_frame").main([str(model), str(synthetic_demos), "--split", "all"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 70 + 1  # header, one rung per synthetic demo (each its own checkpoint), the summary
+    assert lines[-1].startswith(f"all {70 * 30} frames: ") and "frames that earn points" in lines[-1]
