@@ -30,6 +30,7 @@ def test_every_entry_point_refuses_a_folder_another_job_holds(tmp_path):
     held = tmp_path / "held"
     with FolderLock(held, "run.dir"):
         (held / "progress.csv").write_text("step\n1\n")
+        (held / "stages").mkdir()  # what a running pipeline's folder holds, so the pipeline sees an experiment
         jobs = [
             (["-m", "baseline_agent.train", "-c", "configs/cpu.yaml", f"run.dir={held}"], "run.dir"),
             (["-m", "policies.train", "-c", "configs/cpu.yaml", f"run.dir={held}"], "run.dir"),
@@ -41,7 +42,7 @@ def test_every_entry_point_refuses_a_folder_another_job_holds(tmp_path):
             result = run_cli(args, cwd=os.getcwd())
             assert result.returncode == 2, result.stderr
             assert_one_line_error(result.stderr, f"{key}: {held} is in use by pid {os.getpid()}")
-        assert sorted(p.name for p in held.iterdir()) == [".lock", ".lock.owner", "progress.csv"]
+        assert sorted(p.name for p in held.iterdir()) == [".lock", ".lock.owner", "progress.csv", "stages"]
         assert (held / "progress.csv").read_text() == "step\n1\n"
 
 
