@@ -26,6 +26,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -164,6 +165,11 @@ def load_reward_model(config: RewardConfig, env: EnvConfig) -> RewardNet:
 
     A missing, corrupt or foreign file raises ``CheckpointError``; a model of another game ``UserError``.
     """
+    if not Path(config.model).exists():
+        raise UserError(
+            f"reward.model: {config.model} does not exist; train a reward model (python -m trex.train_reward -c "
+            "configs/trex-reward-cpu.yaml) or set reward.model=PATH (a reward_net.pt or a trex.train_reward run folder)"
+        )
     net, checkpoint = load_reward_net(config.model)
     demos = checkpoint.get("demos") or {}
     game, mode = demos.get("game"), demos.get("distribution_mode")

@@ -36,7 +36,7 @@ def test_learned_reward_without_a_model(tmp_path, capsys):
 def test_reward_model_that_does_not_exist(tmp_path, capsys):
     run_dir, missing = tmp_path / "run", tmp_path / "nowhere" / "reward_net.pt"
     args = policy_overrides(run_dir, "rainbow", "reward.source=learned", f"reward.model={missing}")
-    _fails(capsys, run_dir, args, str(missing), "does not exist")
+    _fails(capsys, run_dir, args, f"reward.model: {missing}", "does not exist")
 
 
 def test_reward_model_folder_without_reward_net(tmp_path, capsys):
