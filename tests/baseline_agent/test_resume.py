@@ -170,3 +170,39 @@ def test_resume_starts_from_the_newest_series_checkpoint_when_latest_is_older(tm
     assert f"from step {3 * BATCH:,}" in capsys.readouterr().err
     assert [int(r["step"]) for r in read_progress(run_dir)] == [BATCH, 2 * BATCH, 3 * BATCH, 4 * BATCH]
     assert load_checkpoint(checkpoints / "latest.pt")["step"] == 4 * BATCH
+
+
+def test_a_run_killed_before_its_first_latest_save_resumes_from_its_newest_series_checkpoint(tmp_path):
+    """With the shipped save interval (latest.pt every 2 minutes) a kill in the first minutes loses no more than
+    the time since the last series checkpoint: the resume starts from the newest one."""
+    run_dir = tmp_path / "run"
+    series = ("train.num_checkpoints=200", "train.total_steps=1000000")  # a series checkpoint every ~5k steps
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "baseline_agent.train", *tiny_overrides(run_dir, *series)],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=log,
+    )
+    checkpoints = run_dir / "checkpoints"
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(checkpoints.glob("step_*.pt"))) < 2:
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "no second series checkpoint within 120 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        log.close()
+    assert not (checkpoints / "latest.pt").exists()  # the shipped interval has not come round yet
+    newest = load_checkpoint(sorted(checkpoints.glob("step_*.pt"))[-1])["step"]
+    assert newest > 0
+    result = run_cli(
+        ["-m", "baseline_agent.train", *tiny_overrides(run_dir, "train.num_checkpoints=2",
+                                                       f"train.total_steps={newest + BATCH}", "train.resume=true")],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"resuming {run_dir} from step {newest:,}" in result.stderr
+    assert load_checkpoint(checkpoints / "latest.pt")["step"] == newest + BATCH
