@@ -49,7 +49,7 @@ from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import main_guard
 from procgen_common.config import load_config, read_yaml
 from procgen_common.env import OBS_SHAPE, ProcgenVecEnv, one_level_config
-from procgen_common.runs import pick_device
+from procgen_common.runs import pick_device, use_threads
 from trex.demos import SUFFIX, DemoSet, read_index, save_demo
 from trex.generate_demos import Config as DemoConfig
 from trex.generate_demos import (
@@ -200,7 +200,7 @@ def peak_rss() -> int:
 def memory_child(spec: dict) -> dict:
     """Run in a fresh process: the RSS after imports and a warm-up, then train(); the peak above that."""
     config = load_config(RewardConfig, spec["config"], spec["overrides"])
-    torch.set_num_threads(config.train.torch_threads or os.cpu_count() or 1)
+    config = use_threads(config)
     # A warm-up step on 8 frames: the first optimizer imports ~70 MB of torch modules lazily, and the first
     # forward and backward page in kernels; neither is memory for data.
     net = RewardNet(config.reward_net)
