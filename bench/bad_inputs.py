@@ -974,9 +974,7 @@ def run_case(case: Case, fx: Path, cases_dir: Path, timeout_s: float) -> dict:
             cwd=folder,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            start_new_session=True,
+            start_new_session=True,  # bytes, decoded below: text mode would turn a bar's carriage returns into newlines
         )
         try:
             stdout, stderr = proc.communicate(timeout=timeout_s)
@@ -990,11 +988,12 @@ def run_case(case: Case, fx: Path, cases_dir: Path, timeout_s: float) -> dict:
     finally:
         if lock is not None:
             lock.release()
+    stdout, stderr = stdout.decode(errors="replace"), stderr.decode(errors="replace")
     (folder / "stdout.txt").write_text(stdout)
     (folder / "stderr.txt").write_text(stderr)
-    lines = stderr.rstrip("\n").split("\n") if stderr.strip() else []
-    # What a reader sees of each line (a progress bar's last state); blank lines left out.
-    shown = [text for line in lines if (text := line.split("\r")[-1].strip())]
+    # What a terminal shows of stderr: a carriage return (a progress bar redrawing itself) starts its line again, so
+    # a bar wiped before the error leaves nothing, and one left standing counts as a line; blank lines left out.
+    shown = [text for line in stderr.split("\n") if (text := line.split("\r")[-1].strip())]
     why = []
     if rc is None:
         why.append(f"timeout after {timeout_s:.0f} s")
@@ -1002,9 +1001,9 @@ def run_case(case: Case, fx: Path, cases_dir: Path, timeout_s: float) -> dict:
         why.append(f"exit {rc}")
     if "Traceback" in stderr:
         why.append("traceback")
-    if len(lines) != 1:
-        why.append(f"{len(lines)} stderr lines")
-    elif not lines[0].startswith("error:"):
+    if len(shown) != 1:
+        why.append(f"{len(shown)} stderr lines")
+    elif not shown[0].startswith("error:"):
         why.append("no 'error:' line")
     changed = sorted(k for k in before if k in after and before[k] != after[k])
     lost = sorted(k for k in before if k not in after)
@@ -1026,7 +1025,7 @@ def run_case(case: Case, fx: Path, cases_dir: Path, timeout_s: float) -> dict:
         "why": why,
         "exit": rc,
         "seconds": round(seconds, 1),
-        "stderr_lines": len(lines),
+        "stderr_lines": len(shown),
         "first_line": show(shown[0]) if shown else "",
         "last_line": show(shown[-1]) if shown else "",
         "stdout_lines": len(stdout.splitlines()),

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from procgen_common.agents import load_agent, resolve_checkpoint
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, normalized_score
+from procgen_common.logger import close_bar, progress_bar
 
 
 @dataclass(frozen=True)
@@ -145,22 +145,24 @@ def evaluate_agent(
 ) -> tuple[dict, EpisodeResults]:
     """``run_episodes`` with a progress bar; returns ``(summary, results)``: the level range played, the
     settings and ``summarize``'s figures, and the per-episode results."""
-    bar = tqdm(total=episodes, unit="episode", desc=desc or f"{env_config.game} {split}", file=sys.stderr, leave=False)
+    bar = progress_bar(total=episodes, unit="episode", desc=desc or f"{env_config.game} {split}", leave=False)
     # Sampled actions come from torch's global generator: seed it here (and restore it afterwards) so an evaluation
     # gives the same episodes whatever ran before it in the process.
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        results = run_episodes(
-            agent,
-            env_config,
-            split,
-            episodes,
-            seed=seed,
-            deterministic=deterministic,
-            max_envs=num_envs,
-            progress=lambda n: bar.update(n - bar.n),
-        )
-    bar.close()
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            results = run_episodes(
+                agent,
+                env_config,
+                split,
+                episodes,
+                seed=seed,
+                deterministic=deterministic,
+                max_envs=num_envs,
+                progress=lambda n: bar.update(n - bar.n),
+            )
+    finally:
+        close_bar(bar)
     start, count = env_config.level_range(split)
     summary = {
         "game": env_config.game,

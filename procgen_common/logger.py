@@ -13,11 +13,29 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tqdm import tqdm
+
 from procgen_common.checkpoint import atomic_write_text
+
+
+def progress_bar(**kwargs: Any) -> tqdm:
+    """A tqdm bar on stderr; close it with ``close_bar``."""
+    return tqdm(file=sys.stderr, **kwargs)
+
+
+def close_bar(bar: tqdm | None) -> None:
+    """Close a progress bar. Called from a ``finally`` block while an error propagates, it wipes the bar
+    instead of leaving its last state, so the one-line error is all the user is left with."""
+    if bar is None:
+        return
+    if sys.exc_info()[0] is not None:
+        bar.leave = False
+    bar.close()
 
 
 @dataclass

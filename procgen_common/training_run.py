@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import tqdm
 from stable_baselines3.common.vec_env import VecEnv
-from tqdm import tqdm
 
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.config import save_config, to_dict
 from procgen_common.env import ProcgenVecEnv
 from procgen_common.evaluation import run_episodes, summarize
-from procgen_common.logger import RunLogger
+from procgen_common.logger import RunLogger, close_bar, progress_bar
 from procgen_common.runs import FolderLock, pick_device, prepare_run_dir, use_threads
 from procgen_common.video import record_eval_video
 
@@ -128,7 +128,7 @@ class TrainingRun:
             done = " (already finished)" if self.step >= config.train.total_steps else ""
             print(f"resuming {self.run_dir} from step {self.step:,}{done}", file=sys.stderr)
         self.logger: RunLogger | None = None
-        self.bar: tqdm | None = None
+        self.bar: tqdm.tqdm | None = None
 
     def make_env(self, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> VecEnv:
         """The training env, wrapped by ``wrap_env`` (e.g. the learned reward) when given."""
@@ -157,14 +157,13 @@ class TrainingRun:
         self.next_video = 0  # the first evaluation records one
         if self.step == 0:
             self._save_series_due(-1)  # the initial policy opens the series
-        self.bar = tqdm(
+        self.bar = progress_bar(
             total=c.train.total_steps,
             initial=self.step,
             unit="step",
             unit_scale=True,
             dynamic_ncols=True,
             desc=f"{self.algo} {c.env.game}",
-            file=sys.stderr,
             mininterval=1.0,
         )
         self.last_save = time.monotonic()
@@ -254,8 +253,7 @@ class TrainingRun:
         return row
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        close_bar(self.bar)
         if self.logger is not None:
             self.logger.close()
         self.lock.release()

@@ -62,15 +62,23 @@ def train_tiny(run_dir: Path, *extra: str) -> Path:
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``python ARGS`` in a subprocess (text output captured)."""
-    return subprocess.run(
-        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    """Run ``python ARGS`` in a subprocess (text output captured as written: a progress bar's carriage returns
+    are kept, where ``text=True`` would turn them into newlines)."""
+    result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, timeout=timeout, check=False)
+    result.stdout, result.stderr = (out.decode(errors="replace") for out in (result.stdout, result.stderr))
+    return result
+
+
+def terminal_lines(stderr: str) -> list[str]:
+    """The non-blank lines a terminal would show of ``stderr``: a carriage return (how a progress bar redraws
+    itself) starts its line again, so each line shows only what was written after its last one."""
+    return [shown for line in stderr.split("\n") if (shown := line.split("\r")[-1].strip())]
 
 
 def assert_one_line_error(stderr: str, *needles: str) -> str:
-    """stderr is exactly one line, starting with 'error:', mentioning every needle, no traceback."""
-    lines = stderr.strip().splitlines()
+    """What a terminal shows of stderr is exactly one line, starting with 'error:', mentioning every needle, no
+    traceback (a progress bar wiped before the error is allowed; one left standing is not)."""
+    lines = terminal_lines(stderr)
     assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
     assert lines[0].startswith("error:"), lines[0]
     assert "Traceback" not in stderr

@@ -12,7 +12,7 @@ from procgen_common.agents import load_agent
 from procgen_common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from procgen_common.cli import UserError
 from procgen_common.config import ConfigError, load_config
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import REPO, assert_one_line_error, run_cli
 from tests.trex.conftest import write_synthetic_demos
 from trex.demos import DemoSet, load_demo
 from trex.pipeline import Config as PipelineConfig
@@ -46,6 +46,19 @@ def test_a_truncated_demo_file_is_one_line(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(UserError, match=r"is not a readable demo file"):
         load_demo(path)
+
+
+def test_a_demo_found_truncated_while_scoring_wipes_the_progress_bar_before_its_one_line(tmp_path):
+    folder = write_synthetic_demos(tmp_path / "demos", 2, 3)
+    path = folder / DemoSet.open(folder).split("test")[-1].file
+    path.write_bytes(path.read_bytes()[:200])
+    model = save_untrained_reward_net(tmp_path / "reward.pt", RewardNetConfig(), "starpilot")
+    args = ["-m", "trex.evaluate_reward", "--device", "cpu", "--out", str(tmp_path / "eval"), str(model), str(folder)]
+    result = run_cli(args, cwd=REPO)
+    assert result.returncode == 2
+    assert "evaluating reward" in result.stderr  # the bar was drawn, then wiped
+    assert_one_line_error(result.stderr, path.name, "is not a readable demo file")
+    assert not (tmp_path / "eval" / "metrics.json").exists()
 
 
 def test_a_zoo_export_from_a_corrupt_run_leaves_the_zoo_as_it_was(tiny_run, tmp_path):

@@ -20,16 +20,15 @@ import dataclasses
 import io
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import OneLineParser, UserError, main_guard
+from procgen_common.logger import close_bar, progress_bar
 from procgen_common.runs import make_folder, pick_device
 from trex.demos import DemoInfo, DemoSet
 from trex.plots import ScatterPanel, Trace, scatter_png, traces_png
@@ -158,16 +157,21 @@ def evaluate(
     traced = set(trace_demos(infos, num_traces))
     predicted, spread, baseline = np.zeros(len(infos)), np.zeros(len(infos)), np.zeros(len(infos))
     traces = {}
-    for k, info in enumerate(tqdm(infos, unit="demo", desc="evaluating reward", file=sys.stderr, leave=False)):
-        demo = demo_set.load(info)
-        members = member_rewards(net, demo.obs, demo.actions, device)
-        rewards = members.mean(0)
-        # The ensemble's uncertainty about the return: the spread of the members' predicted returns.
-        predicted[k], spread[k] = rewards.sum(), members.sum(1).std()
-        baseline[k] = member_rewards(untrained, demo.obs, demo.actions, device).mean(0).sum()
-        if k in traced:
-            title = f"{info.demo_id}: true return {info.episode_return:g}, predicted {predicted[k]:.3g}"
-            traces[k] = Trace(rewards, demo.rewards.astype(np.float64), title)
+    bar = progress_bar(total=len(infos), unit="demo", desc="evaluating reward", leave=False)
+    try:
+        for k, info in enumerate(infos):
+            demo = demo_set.load(info)
+            members = member_rewards(net, demo.obs, demo.actions, device)
+            rewards = members.mean(0)
+            # The ensemble's uncertainty about the return: the spread of the members' predicted returns.
+            predicted[k], spread[k] = rewards.sum(), members.sum(1).std()
+            baseline[k] = member_rewards(untrained, demo.obs, demo.actions, device).mean(0).sum()
+            if k in traced:
+                title = f"{info.demo_id}: true return {info.episode_return:g}, predicted {predicted[k]:.3g}"
+                traces[k] = Trace(rewards, demo.rewards.astype(np.float64), title)
+            bar.update(1)
+    finally:
+        close_bar(bar)
     true = np.array([i.episode_return for i in infos])
     lengths = np.array([i.length for i in infos], dtype=np.float64)
     scores = {

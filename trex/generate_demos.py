@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from baseline_agent import zoo
 from procgen_common.agents import load_agent
@@ -34,6 +33,7 @@ from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game, one_level_config
+from procgen_common.logger import close_bar, progress_bar
 from procgen_common.runs import FolderLock, pick_device, use_threads
 from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
 from trex.sb3_agent import load_sb3_agent
@@ -471,12 +471,11 @@ def play_missing_demos(
         )
         return Demo(info, episode.obs, episode.actions, episode.rewards)
 
-    bar = tqdm(
+    bar = progress_bar(
         total=len(jobs),
         initial=len(jobs) - len(todo),
         unit="demo",
         desc=f"demos {env_config.game}",
-        file=sys.stderr,
         dynamic_ncols=True,
     )
     new, index_written = 0, time.monotonic()
@@ -521,7 +520,7 @@ def play_missing_demos(
                 collect(wait=True)  # on an error too: what was played and written is kept
     finally:
         write_index(out, sorted(index.values(), key=index_order))
-        bar.close()
+        close_bar(bar)
     print(f"{new} new demos, {len(index)} in {out}", file=sys.stderr)
     return out
 

@@ -47,6 +47,10 @@ from procgen_common.config import read_yaml
 from procgen_common.env import normalized_score
 
 TRAIN_RETURN, TEST_RETURN = "charts/episodic_return", "eval/test_return"
+NO_RESULTS = (
+    f"{{run}}/progress.csv has no finite {TRAIN_RETURN} or {TEST_RETURN} yet (no episode has ended, or training "
+    "diverged to NaN) and the run has no eval/latest-test.json"
+)
 CURVE_METRICS = {TRAIN_RETURN: "training levels", TEST_RETURN: "held-out levels"}
 MAX_CURVE_POINTS = 400  # steps per aggregated curve (longer runs are thinned evenly)
 SEARCH_DEPTH = 3  # folder levels searched below a RUN_DIR that is not itself a run
@@ -181,7 +185,8 @@ class RewardRun:
 
 
 def read_progress(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every numeric column of a ``progress.csv`` as (steps, values), blank cells left out."""
+    """Every numeric column of a ``progress.csv`` as (steps, values), blank and non-finite (NaN, inf) cells left
+    out: a diverged update has no value to plot."""
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     columns: dict[str, tuple[list, list]] = {}
@@ -196,6 +201,8 @@ def read_progress(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             try:
                 value = float(text)
             except ValueError:
+                continue
+            if not math.isfinite(value):
                 continue
             steps, values = columns.setdefault(key, ([], []))
             steps.append(step)
@@ -296,7 +303,7 @@ def read_reward_run(path: Path, method: str) -> RewardRun:
 def read_runs(run_dirs: Sequence[str], labels: Sequence[str] | None) -> tuple[list[PolicyRun], list[RewardRun]]:
     if labels is not None and len(labels) != len(run_dirs):
         raise UserError(f"--labels: {len(labels)} labels for {len(run_dirs)} RUN_DIRs; give one label per RUN_DIR")
-    policy, reward = [], []
+    policy, reward, empty = [], [], []
     for k, entry in enumerate(run_dirs):
         path = Path(entry)
         if not path.is_dir():
@@ -310,9 +317,20 @@ def read_runs(run_dirs: Sequence[str], labels: Sequence[str] | None) -> tuple[li
         for run in runs:
             if is_policy_run(run):
                 policy.append(read_policy_run(run, labels[k] if labels else method_name(run)))
+                if not has_results(policy[-1]):
+                    empty.append(policy.pop().path)
             else:
                 reward.append(read_reward_run(run, labels[k] if labels else method_name(run, r"[-_.]?demos\d+")))
+    if empty and not policy and not reward:
+        raise UserError(NO_RESULTS.format(run=empty[0]) + "; nothing to plot")
+    for run in empty:
+        print(f"warning: {NO_RESULTS.format(run=run)}; left out", file=sys.stderr)
     return policy, reward
+
+
+def has_results(run: PolicyRun) -> bool:
+    """Whether a policy run has anything to plot: a finite return on some curve or a final held-out figure."""
+    return run.final_test is not None or any(len(run.curves.get(key, ((), ()))[1]) for key in CURVE_METRICS)
 
 
 # ---------------------------------------------------------------------------------------------------------

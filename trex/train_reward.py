@@ -27,12 +27,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from procgen_common.checkpoint import atomic_write_text, save_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, save_config, to_dict
-from procgen_common.logger import LogConfig, RunLogger
+from procgen_common.logger import LogConfig, RunLogger, close_bar, progress_bar
 from procgen_common.runs import FolderLock, pick_device, prepare_run_dir, use_threads
 from trex.augment import AUGMENTATIONS, augment_frames
 from trex.demos import DemoFrames, DemoSet, load_frames
@@ -422,12 +421,11 @@ def train_in(run_dir: Path, config: Config, demo_set: DemoSet, test_set: DemoSet
         }
 
     batches = -(-data.pairs_per_epoch // t.batch_size)
-    bar = tqdm(
+    bar = progress_bar(
         total=t.epochs * batches,
         initial=epoch * batches,
         unit="batch",
         desc=f"reward {demo_set.game}",
-        file=sys.stderr,
         dynamic_ncols=True,
         mininterval=1.0,
     )
@@ -492,7 +490,7 @@ def train_in(run_dir: Path, config: Config, demo_set: DemoSet, test_set: DemoSet
                 ),
             )
     finally:
-        bar.close()
+        close_bar(bar)
         logger.close()
     if t.patience and stale >= t.patience and epoch < t.epochs:
         print(f"stopped early after epoch {epoch}: no better validation accuracy for {stale} epochs", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""progress.csv logging: fixed columns, blank cells, and dropping redone rows on resume."""
+"""progress.csv logging: fixed columns, blank cells, and dropping redone rows on resume; progress bars."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import csv
 
 import pytest
 
-from procgen_common.logger import LogConfig, RunLogger
+from procgen_common.logger import LogConfig, RunLogger, close_bar, progress_bar
+from tests.conftest import terminal_lines
 
 
 def _rows(path):
@@ -38,3 +39,20 @@ def test_resume_drops_rows_after_the_resumed_step(tmp_path):
     assert [(r["step"], r["a"]) for r in rows] == [("10", "1"), ("20", "2"), ("30", "-3")]
     header_lines = [line for line in (tmp_path / "progress.csv").read_text().splitlines() if line.startswith("step")]
     assert len(header_lines) == 1
+
+
+def test_a_bar_stays_when_its_work_ends_and_is_wiped_when_an_error_ends_it(capsys):
+    bar = progress_bar(total=4, desc="work")
+    try:
+        bar.update(2)
+    finally:
+        close_bar(bar)
+    assert [line.split(":")[0] for line in terminal_lines(capsys.readouterr().err)] == ["work"]
+    with pytest.raises(ValueError):
+        bar = progress_bar(total=4, desc="work")
+        try:
+            bar.update(2)
+            raise ValueError
+        finally:
+            close_bar(bar)
+    assert terminal_lines(capsys.readouterr().err) == []

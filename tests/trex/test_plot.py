@@ -221,6 +221,20 @@ def test_cli_writes_beside_the_runs(experiment, capsys):
     assert "ppo-true (starpilot): held-out return 31.50" in capsys.readouterr().out
 
 
+def test_runs_without_a_finite_return_are_left_out_with_a_warning_or_refused_alone(tmp_path, capsys):
+    good = write_policy_run(tmp_path / "good", [1, 3], [None, 5])
+    diverged = write_policy_run(tmp_path / "diverged", [float("nan"), float("inf")], [None, float("nan")])
+    data = make_plots([str(good), str(diverged)], tmp_path / "out", Stats(reps=200))
+    assert [row["test_return"]["value"] for row in data["final"]] == [5]
+    assert [r["run"] for r in data["final"][0]["per_run"]] == [str(good)]
+    assert "warning: " in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        plot.main([str(diverged), "--out", str(tmp_path / "alone")])
+    assert info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, "diverged/progress.csv has no finite", "nothing to plot")
+    assert not (tmp_path / "alone").exists()
+
+
 @pytest.mark.parametrize("case", ["missing", "empty", "labels", "agg", "reps"])
 def test_bad_input_exits_2_with_one_line(experiment, tmp_path, capsys, case):
     (tmp_path / "empty").mkdir()
