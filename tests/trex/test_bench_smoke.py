@@ -8,6 +8,7 @@ import json
 import torch
 
 from tests.conftest import REPO
+from trex.demos import DemoInfo
 
 TINY_REWARD = [
     "data.min_len=4",
@@ -142,3 +143,36 @@ def test_reward_per_frame_prints_every_rung_and_the_frames_that_earn_points(synt
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 + 70 + 1  # header, one rung per synthetic demo (each its own checkpoint), the summary
     assert lines[-1].startswith(f"all {70 * 30} frames: ") and "frames that earn points" in lines[-1]
+
+
+def test_ladder_ceiling_is_perfect_when_rungs_explain_every_return_and_length_when_they_explain_none():
+    ceilings = _script("ladder_ceiling").ceilings
+    # Three rungs whose episodes all return the rung's value: the rungs explain everything.
+    infos = [demo_info(f"step_{k}", float(k), 10 + j) for k in range(3) for j in range(4)]
+    c = ceilings(infos)
+    assert c["rungs"] == 3 and c["between_rungs_r2"] == 1.0
+    assert c["scores"]["rung mean"]["spearman"] == 1.0
+    # One rung whose returns grow with length at a constant rate: only length (and rate x length) rank them.
+    infos = [demo_info("step_0", 2.0 * length, length) for length in (5, 9, 7, 3)]
+    c = ceilings(infos)
+    assert c["between_rungs_r2"] == 0.0
+    assert c["scores"]["length"]["spearman"] == c["scores"]["rung rate x length"]["spearman"] == 1.0
+    assert c["scores"]["rung mean"]["pair_accuracy"] == 0.5  # ties everywhere: no better than chance
+
+
+def demo_info(checkpoint: str, episode_return: float, length: int) -> DemoInfo:
+    return DemoInfo(
+        demo_id=f"test-{checkpoint}-{episode_return}-{length}",
+        file="x.npz.zst",
+        game="starpilot",
+        distribution_mode="easy",
+        split="test",
+        level_seed=0,
+        episode=0,
+        checkpoint=checkpoint,
+        checkpoint_step=0,
+        agent="ppo",
+        episode_return=episode_return,
+        length=length,
+        truncated=False,
+    )
