@@ -30,7 +30,8 @@ from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import UserError, main_guard
 from procgen_common.config import load_config
-from procgen_common.evaluation import bootstrap_ci, evaluate_agent, evaluate_checkpoint, write_evaluation
+from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, write_evaluation
+from procgen_common.stats import bootstrap_ci
 from trex.pipeline import best_demonstrator
 
 

@@ -38,11 +38,11 @@ from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import OneLineParser, main_guard
 from procgen_common.config import load_config
 from procgen_common.env import GAMES
+from procgen_common.stats import mean_std
 from trex.demos import read_index, write_index
 from trex.evaluate_reward import PREDICTORS
 from trex.generate_demos import Config as DemoConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
-from trex.plot import mean_std
 from trex.train_reward import Config as RewardConfig
 from trex.train_reward import train
 

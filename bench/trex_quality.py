@@ -39,10 +39,10 @@ from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import UserError, main_guard
 from procgen_common.config import load_config
 from procgen_common.env import GAMES
+from procgen_common.stats import mean_std
 from trex.demos import DemoSet, read_index
 from trex.generate_demos import Config as DemoConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
-from trex.plot import mean_std
 from trex.train_reward import Config as RewardConfig
 from trex.train_reward import train
 

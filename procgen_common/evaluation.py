@@ -20,6 +20,7 @@ from procgen_common.agents import load_agent, resolve_checkpoint
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, normalized_score
 from procgen_common.logger import close_bar, progress_bar
+from procgen_common.stats import bootstrap_ci
 
 
 @dataclass(frozen=True)
@@ -32,37 +33,6 @@ class EpisodeResults:
     """Episode lengths in steps (int64)."""
     level_seeds: np.ndarray
     """The Procgen level seed each episode was played on (int64)."""
-
-
-def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, samples: int = 10_000, seed: int = 0):
-    """Percentile bootstrap confidence interval of the mean: ``(low, high)``."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(samples, values.size))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
-def difference_ci(a: np.ndarray, b: np.ndarray, confidence: float = 0.95, samples: int = 10_000, seed: int = 0):
-    """Percentile bootstrap confidence interval of ``mean(a) - mean(b)`` (independent resamples): ``(low, high)``."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.size == 0 or b.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    diffs = a[rng.integers(0, a.size, (samples, a.size))].mean(1) - b[rng.integers(0, b.size, (samples, b.size))].mean(
-        1
-    )
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(diffs, alpha)), float(np.quantile(diffs, 1 - alpha))
-
-
-def verdict(a: np.ndarray, b: np.ndarray) -> tuple[str, tuple[float, float]]:
-    """Whether ``a`` 'beats', is 'within noise of' or 'falls short of' ``b`` by the 95% CI of the difference of
-    their means (not by comparing the means alone), and that CI."""
-    low, high = difference_ci(a, b)
-    return ("beats" if low > 0 else "falls short of" if high < 0 else "is within noise of"), (low, high)
 
 
 def run_episodes(

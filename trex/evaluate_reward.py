@@ -19,7 +19,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.logger import close_bar, progress_bar
 from procgen_common.runs import make_folder, pick_device
+from procgen_common.stats import json_safe, pair_accuracy, pearson, spearman
 from trex.demos import DemoInfo, DemoSet
 from trex.plots import ScatterPanel, Trace, scatter_png, traces_png
 from trex.reward_net import RewardNet, load_reward_net
@@ -52,41 +52,6 @@ class RankingScores:
     """Pearson correlation of predicted with true return; None when either is constant."""
     spearman: float | None
     """Spearman (rank) correlation, ties sharing their mean rank; None when either is constant."""
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks 0..n-1 of ``values``, ties sharing their mean rank (float64 ``(n,)``)."""
-    values = np.asarray(values, dtype=np.float64)
-    ranks = np.empty(len(values))
-    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
-    _, group, counts = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.bincount(group, weights=ranks) / counts)[group]
-
-
-def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Pearson correlation, or None when fewer than two points or either variable is constant."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) < 2:
-        return None
-    dx, dy = x - x.mean(), y - y.mean()
-    denominator = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
-    return float((dx * dy).sum() / denominator) if denominator > 0 else None
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Spearman rank correlation (Pearson of average ranks)."""
-    return pearson(average_ranks(x), average_ranks(y))
-
-
-def pair_accuracy(predicted: np.ndarray, true: np.ndarray) -> float | None:
-    """Over all pairs with different true value: 1 if ordered alike, 1/2 if the prediction ties, else 0."""
-    predicted, true = np.asarray(predicted, dtype=np.float64), np.asarray(true, dtype=np.float64)
-    true_order = np.sign(true[:, None] - true[None, :])
-    agree = np.sign(predicted[:, None] - predicted[None, :]) * true_order  # 1 alike, 0 tie, -1 opposite
-    counted = np.triu(true_order != 0, k=1)
-    if not counted.any():
-        return None
-    return float(((agree[counted] + 1) / 2).mean())
 
 
 def ranking_scores(predicted: np.ndarray, true: np.ndarray) -> RankingScores:
@@ -118,17 +83,6 @@ def trace_demos(infos: list[DemoInfo], count: int) -> list[int]:
     by_return = np.argsort([i.episode_return for i in infos], kind="stable")
     picks = np.unique(np.linspace(0, len(infos) - 1, min(count, len(infos))).round().astype(int))
     return [int(by_return[p]) for p in picks]
-
-
-def _json_safe(value):
-    """NaN and infinities become null (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def evaluate(
@@ -227,7 +181,7 @@ def evaluate(
     )
     if traces:
         traces_png(out_dir / "traces.png", [traces[k] for k in sorted(traces, key=lambda k: true[k])])
-    atomic_write_text(out_dir / "metrics.json", json.dumps(_json_safe(metrics), indent=2) + "\n")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(json_safe(metrics), indent=2) + "\n")
     return metrics
 
 

@@ -48,8 +48,9 @@ from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import ConfigError, bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import EnvConfig
-from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, verdict, write_evaluation
+from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, write_evaluation
 from procgen_common.runs import FolderLock, pick_device
+from procgen_common.stats import spearman, verdict
 from trex.demos import read_index
 from trex.generate_demos import Config as DemosConfig
 from trex.generate_demos import checkpoint_files, generate, summary_lines
@@ -307,8 +308,6 @@ def ladder_check(infos: list) -> tuple[bool, str]:
     """Whether the training demos form a skill ladder: ``(ok, sentence)``. Rungs are (checkpoint step, less noise) in
     rank order; the ladder holds when the rungs' mean true returns rise with rank (Spearman >= 0.5) and the top rung's
     mean beats the bottom one's by the 95% CI of their difference."""
-    from trex.evaluate_reward import spearman
-
     rungs = sorted({(i.checkpoint_step, -i.epsilon) for i in infos})
     returns = [np.array([i.episode_return for i in infos if (i.checkpoint_step, -i.epsilon) == r]) for r in rungs]
     if len(rungs) < 2:

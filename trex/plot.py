@@ -18,7 +18,7 @@ Curves and the final table aggregate over seeds with the mean or the IQM (interq
 stratified-bootstrap confidence intervals, following rliable (Agarwal et al., 2021, "Deep RL at the
 edge of the statistical precipice"): runs are resampled with replacement within each task (here a
 game), the aggregate is taken over the resample, and the CI is the percentile interval of the
-replicates. Both are implemented here as small functions (``iqm``, ``stratified_bootstrap``).
+replicates (``procgen_common.stats``).
 
 Writes PNG figures (matplotlib, no display needed), ``results.md`` (the final held-out results with
 CIs and normalised scores, and the reward models' scores) and ``plot_data.json`` (every number drawn)
@@ -35,7 +35,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from procgen_common.checkpoint import atomic_write_bytes, atomic_write_text, loa
 from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import read_yaml
 from procgen_common.env import normalized_score
+from procgen_common.stats import AGGREGATES, Stats, json_safe
 
 TRAIN_RETURN, TEST_RETURN = "charts/episodic_return", "eval/test_return"
 NO_RESULTS = (
@@ -54,101 +55,6 @@ NO_RESULTS = (
 CURVE_METRICS = {TRAIN_RETURN: "training levels", TEST_RETURN: "held-out levels"}
 MAX_CURVE_POINTS = 400  # steps per aggregated curve (longer runs are thinned evenly)
 SEARCH_DEPTH = 3  # folder levels searched below a RUN_DIR that is not itself a run
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Aggregates and the stratified bootstrap (rliable's conventions, implemented here)
-
-
-def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
-    """Interquartile mean: the mean of the middle half after dropping the lowest and highest
-    ``floor(n / 4)`` values, as ``scipy.stats.trim_mean(values, 0.25)`` (what rliable computes).
-    For n < 4 nothing is dropped (it is the mean)."""
-    x = np.moveaxis(np.sort(np.asarray(values, dtype=np.float64), axis=axis), axis, -1)
-    n = x.shape[-1]
-    if n == 0:
-        raise ValueError("iqm of no values")
-    cut = int(0.25 * n)
-    return x[..., cut : n - cut].mean(-1)
-
-
-def mean(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
-    """The plain mean (the other aggregate)."""
-    return np.asarray(values, dtype=np.float64).mean(axis)
-
-
-AGGREGATES: dict[str, Callable] = {"mean": mean, "iqm": iqm}
-
-
-def mean_std(values: Sequence[float | None]) -> dict:
-    """Mean and sample std of the values that exist, and how many (None: a constant predictor has no correlation)."""
-    present = [v for v in values if v is not None]
-    if not present:
-        return {"mean": None, "std": None, "n": 0}
-    std = float(np.std(present, ddof=1)) if len(present) > 1 else 0.0
-    return {"mean": float(np.mean(present)), "std": std, "n": len(present)}
-
-
-def stratified_bootstrap(
-    strata: Sequence[Sequence[float]], statistic: Callable = mean, reps: int = 2000, seed: int = 0
-) -> np.ndarray:
-    """Bootstrap replicates of ``statistic`` over the values of all strata, float64 ``(reps,)``.
-
-    Each replicate draws, within every stratum (e.g. the runs of one task) independently, as many values
-    as the stratum has, with replacement, and applies ``statistic`` (called with an array
-    ``(reps, total values)`` and ``axis=-1``) to the union of the draws. Resampling within strata keeps
-    every task's share fixed, as rliable's ``StratifiedBootstrap`` does.
-    """
-    rng = np.random.default_rng(seed)
-    draws = []
-    for stratum in strata:
-        values = np.asarray(stratum, dtype=np.float64)
-        if values.size == 0:
-            raise ValueError("a stratum has no values")
-        draws.append(values[rng.integers(0, values.size, size=(reps, values.size))])
-    return np.asarray(statistic(np.concatenate(draws, axis=1), axis=-1), dtype=np.float64)
-
-
-def stratified_bootstrap_ci(
-    strata: Sequence[Sequence[float]],
-    statistic: Callable = mean,
-    confidence: float = 0.95,
-    reps: int = 2000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile confidence interval ``(low, high)`` of ``statistic`` from ``stratified_bootstrap``."""
-    replicates = stratified_bootstrap(strata, statistic, reps, seed)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(replicates, alpha)), float(np.quantile(replicates, 1 - alpha))
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """An aggregate over runs with its confidence interval."""
-
-    value: float
-    low: float
-    high: float
-    runs: int
-
-    def as_dict(self) -> dict:
-        return {"value": self.value, "low": self.low, "high": self.high, "runs": self.runs}
-
-
-@dataclass(frozen=True)
-class Stats:
-    """How results are aggregated over seeds: ``agg`` ('mean' or 'iqm'), the CI's confidence, resamples."""
-
-    agg: str = "mean"
-    confidence: float = 0.95
-    reps: int = 2000
-    seed: int = 0
-
-    def estimate(self, strata: Sequence[Sequence[float]]) -> Estimate:
-        statistic = AGGREGATES[self.agg]
-        values = np.concatenate([np.asarray(s, dtype=np.float64) for s in strata])
-        low, high = stratified_bootstrap_ci(strata, statistic, self.confidence, self.reps, self.seed)
-        return Estimate(float(statistic(values)), low, high, len(values))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -595,16 +501,6 @@ def results_markdown(final: list[dict], reward_runs: Sequence[RewardRun], figure
     return "\n".join(lines)
 
 
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def make_plots(
     run_dirs: Sequence[str], out_dir: str | Path, stats: Stats | None = None, labels: Sequence[str] | None = None
 ) -> dict:
@@ -652,7 +548,7 @@ def make_plots(
         },
         "figures": figures,
     }
-    atomic_write_text(out / "plot_data.json", json.dumps(_json_safe(data), indent=1) + "\n")
+    atomic_write_text(out / "plot_data.json", json.dumps(json_safe(data), indent=1) + "\n")
     atomic_write_text(out / "results.md", results_markdown(final, reward_runs, figures, stats))
     return data
 

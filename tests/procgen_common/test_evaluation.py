@@ -1,4 +1,4 @@
-"""Evaluation: bootstrap confidence intervals, and run_episodes' exact, evenly spread episode count."""
+"""Evaluation: the summary of an evaluation, and run_episodes' exact, evenly spread episode count."""
 
 from __future__ import annotations
 
@@ -10,26 +10,7 @@ import pytest
 from procgen_common import evaluation
 from procgen_common.agents import RandomAgent
 from procgen_common.env import EnvConfig, ProcgenVecEnv
-from procgen_common.evaluation import EpisodeResults, bootstrap_ci, run_episodes, summarize
-
-
-def test_bootstrap_ci_contains_the_mean_and_narrows_with_more_data():
-    rng = np.random.default_rng(0)
-    small = rng.normal(5.0, 2.0, size=10)
-    large = rng.normal(5.0, 2.0, size=1000)
-    lo_s, hi_s = bootstrap_ci(small)
-    lo_l, hi_l = bootstrap_ci(large)
-    assert lo_s <= small.mean() <= hi_s
-    assert lo_l <= large.mean() <= hi_l
-    assert hi_l - lo_l < (hi_s - lo_s) / 3  # width shrinks like 1/sqrt(n): 10x for 100x the data
-    # A 95% interval of the mean is about +-1.96 standard errors.
-    se = large.std() / np.sqrt(large.size)
-    assert hi_l - lo_l == pytest.approx(2 * 1.96 * se, rel=0.15)
-    # Higher confidence gives a wider interval; a constant sample gives a point.
-    lo99, hi99 = bootstrap_ci(small, confidence=0.99)
-    assert lo99 <= lo_s and hi99 >= hi_s and hi99 - lo99 > hi_s - lo_s
-    assert bootstrap_ci(np.full(7, 3.0)) == (3.0, 3.0)
-    assert all(np.isnan(bootstrap_ci(np.array([]))))
+from procgen_common.evaluation import EpisodeResults, run_episodes, summarize
 
 
 def test_summarize_reports_mean_std_ci_and_score():

@@ -1,5 +1,5 @@
-"""trex.plot: IQM and the stratified bootstrap against hand examples; figures, plot_data.json and results.md
-built from synthetic run folders whose values are known."""
+"""trex.plot: figures, plot_data.json and results.md built from synthetic run folders whose values are known (the
+statistics themselves: tests/procgen_common/test_stats.py)."""
 
 from __future__ import annotations
 
@@ -12,67 +12,16 @@ import pytest
 
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.env import normalized_score
+from procgen_common.stats import Stats
 from tests.conftest import assert_one_line_error
 from trex import plot
-from trex.plot import (
-    Stats,
-    aggregate_curve,
-    iqm,
-    make_plots,
-    method_name,
-    stratified_bootstrap,
-    stratified_bootstrap_ci,
-)
+from trex.plot import aggregate_curve, make_plots, method_name
 
 PNG = b"\x89PNG\r\n\x1a\n"
 COLUMNS = ["step", "time/sps", "charts/episodic_return", "charts/episodic_length", "eval/test_return"]
 
 
-# ---- IQM and the stratified bootstrap ----------------------------------------------------------------
-
-
-def test_iqm_hand_examples():
-    assert iqm([1, 2, 3, 4]) == 2.5  # drops 1 and 4
-    assert iqm([4, 1, 100, 2, 3]) == 3.0  # n=5 drops floor(5/4)=1 each end: mean of 2, 3, 4
-    assert iqm(np.arange(1, 9)) == 4.5  # drops 1, 2 and 7, 8
-    assert iqm([1, 2, 9]) == 4.0  # fewer than 4 values: nothing dropped
-    assert iqm([7]) == 7.0
-    np.testing.assert_allclose(iqm([[1, 2, 3, 4], [40, 10, 30, 20]], axis=-1), [2.5, 25.0])
-    np.testing.assert_allclose(iqm([[1, 40], [2, 10], [3, 30], [4, 20]], axis=0), [2.5, 25.0])
-
-
-def test_iqm_is_scipys_trimmed_mean():
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(0)
-    for n in range(1, 13):
-        values = rng.normal(size=n)
-        assert iqm(values) == pytest.approx(stats.trim_mean(values, 0.25))
-
-
-def test_stratified_bootstrap_resamples_within_each_stratum():
-    # Two strata of constant values: every resample keeps two 0s and two 10s, so the mean never moves.
-    assert stratified_bootstrap_ci([[0, 0], [10, 10]]) == (5.0, 5.0)
-    # The same values as one stratum: resamples can draw 0 four times, so the interval opens up.
-    low, high = stratified_bootstrap_ci([[0, 0, 10, 10]])
-    assert low < 5 < high and low >= 0 and high <= 10
-    # Unequal strata: a stratum of one value always contributes it once (mean of 0, 1, 1, 1).
-    np.testing.assert_array_equal(stratified_bootstrap([[0.0], [1, 1, 1]], reps=50), np.full(50, 0.75))
-    # Each replicate draws as many values as each stratum has.
-    sizes = stratified_bootstrap([[1, 2], [3, 4, 5]], lambda x, axis: np.full(x.shape[0], x.shape[axis]), reps=5)
-    np.testing.assert_array_equal(sizes, [5] * 5)
-
-
-def test_bootstrap_distribution_of_a_two_value_stratum():
-    # Resampling [0, 1] gives the means 0, 1/2, 1 with probabilities 1/4, 1/2, 1/4.
-    replicates = stratified_bootstrap([[0.0, 1.0]], reps=20_000, seed=3)
-    assert set(np.unique(replicates)) == {0.0, 0.5, 1.0}
-    for value, share in ((0.0, 0.25), (0.5, 0.5), (1.0, 0.25)):
-        assert np.mean(replicates == value) == pytest.approx(share, abs=0.015)
-    assert stratified_bootstrap_ci([[0.0, 1.0]], reps=20_000) == (0.0, 1.0)
-    # IQM replicates of [1, 2, 3, 4] lie between the smallest and largest value, and the CI is seeded.
-    replicates = stratified_bootstrap([[1, 2, 3, 4]], iqm, reps=500)
-    assert replicates.min() >= 1 and replicates.max() <= 4
-    assert stratified_bootstrap_ci([[1, 2, 3, 4]], iqm, seed=7) == stratified_bootstrap_ci([[1, 2, 3, 4]], iqm, seed=7)
+# ---- aggregating curves -------------------------------------------------------------------------------
 
 
 def test_curves_logged_at_different_steps_are_interpolated():
