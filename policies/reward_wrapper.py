@@ -175,6 +175,11 @@ def load_reward_model(config: RewardConfig, env: EnvConfig) -> RewardNet:
     game, mode = demos.get("game"), demos.get("distribution_mode")
     if game is not None and game != env.game:
         raise UserError(f"reward.model: {config.model} learned from {game} demos, but env.game is {env.game}")
+    if config.sigmoid and net.config.output != "raw":
+        raise UserError(
+            f"reward.sigmoid: {config.model} already bounds its output (reward_net.output={net.config.output}); "
+            "squashing it again would flatten its differences, so leave reward.sigmoid=false"
+        )
     if mode is not None and mode != env.distribution_mode:
         print(
             f"note: reward.model learned from {mode}-mode demos; env.distribution_mode is {env.distribution_mode}",

@@ -10,8 +10,10 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
 
 from baseline_agent.ppo import RewardScaler
-from policies.reward_wrapper import LearnedRewardVecEnv, combine_members
+from policies.reward_wrapper import LearnedRewardVecEnv, RewardConfig, combine_members, load_reward_model
+from procgen_common.cli import UserError
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv
+from trex.reward_net import RewardNetConfig, save_untrained_reward_net
 
 
 class MeanPixelReward(nn.Module):
@@ -133,3 +135,12 @@ def test_running_scaling_is_the_ppo_reward_scaler_on_the_learned_rewards():
         assert state["scaler"]["var"] == pytest.approx(reference.stats.var)
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "tanh"])
+def test_a_model_with_a_bounded_output_is_not_squashed_twice(tmp_path, output):
+    model = save_untrained_reward_net(tmp_path / "r.pt", RewardNetConfig(output=output), "starpilot")
+    env = EnvConfig(game="starpilot")
+    assert load_reward_model(RewardConfig(source="learned", model=str(model)), env) is not None
+    with pytest.raises(UserError, match=f"reward.sigmoid: .*already bounds its output .reward_net.output={output}"):
+        load_reward_model(RewardConfig(source="learned", model=str(model), sigmoid=True), env)
