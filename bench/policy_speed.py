@@ -1,4 +1,4 @@
-"""Agent throughput (issue 4): learned against true reward, GRU PPO against sb3-contrib's RecurrentPPO, Rainbow
+"""Agent throughput: learned against true reward, GRU PPO against sb3-contrib's RecurrentPPO, Rainbow
 against SB3's DQN and QR-DQN, each pair side by side in one run.
 
     python bench/policy_speed.py [--parts learned gru rainbow] [--updates 3] [--rainbow-steps 16384]

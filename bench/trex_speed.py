@@ -3,7 +3,7 @@
     python bench/trex_speed.py [--demos DIR] [--checkpoints RUN] [-c configs/trex-reward-cpu.yaml] [--rounds 3]
         [--memory-demos 10 0] [--gen-levels 16] [--gen-episodes 2] [--out bench/results/trex_speed.json] [key=value ...]
 
-1. Reward training (issue 3 goal: at least 0.8 of the bound). Frames/s of the trainer's own step path,
+1. Reward training (goal: at least 0.8 of the bound). Frames/s of the trainer's own step path,
    timed over whole epochs: drawing the epoch's snippet pairs, gathering their uint8 frames, forward,
    Bradley-Terry loss, backward, AdamW and the per-batch bookkeeping (``trex.train_reward``'s functions,
    in the order ``train()`` calls them; validation and checkpointing are left out). The bound: the same

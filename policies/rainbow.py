@@ -38,7 +38,7 @@ ALGO = "rainbow"
 
 @dataclass
 class RainbowConfig:
-    """Rainbow DQN; defaults are EDE's Procgen settings (REFERENCE.md)."""
+    """Rainbow DQN; defaults are the Procgen settings of EDE (Jiang, Kolter and Raileanu, 2022)."""
 
     distributional: bool = True
     """C51: a categorical return distribution over num_atoms atoms in [v_min, v_max] (off: one Q value per

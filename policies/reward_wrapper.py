@@ -5,8 +5,8 @@ algorithms) that replaces each step's reward with the reward model's output for 
 action was chosen on**: the frames T-REX learned from are the pre-action frames of demonstrations
 (``trex.demos``). At an episode end the vector env has already reset, so the observation it returns
 is the next episode's first frame; scoring that frame as the last step of the old episode was one of
-the reasons policies on the learned reward failed in the 2020 study this suite descends from
-(REFERENCE.md). The wrapper keeps the observation it last returned and scores that; for
+the reasons policies on the learned reward failed in the earlier study of T-REX on Procgen (2020)
+this suite descends from. The wrapper keeps the observation it last returned and scores that; for
 ``ProcgenVecEnv`` it equals ``infos[i]['terminal_observation']`` on the step that ends an episode.
 
 Per step, in order: every ensemble member scores the frames in one no-grad batch; the members are

@@ -101,7 +101,7 @@ class Demo:
     ``obs[t]`` is the frame action ``actions[t]`` was chosen on and ``rewards[t]`` what that action
     earned, so a learned per-frame reward r(obs[t]) lines up with the true reward of step t. The
     frame after the last action is never stored: Procgen has already reset to the next episode
-    there, and scoring that frame was one of the bugs of the 2020 study (REFERENCE.md).
+    there, and scoring that frame was one of the bugs of the 2020 study of T-REX on Procgen.
     """
 
     info: DemoInfo

@@ -116,10 +116,10 @@ def sample_snippet_pairs(
     ``[min_len, min(max_len, longest that fits both)]``; start frames uniform within each demo. With
     ``start_prior`` the better demo's snippet starts no earlier than the worse one's, as in the original
     T-REX (Brown et al., 2019): it helps when progress through an episode means progress in the task,
-    but it lets a model score well by learning time rather than task reward (REFERENCE.md), so it is off
-    by default. Demos too short for ``min_len`` frames are never drawn. With ``levels`` (each demo's level seed)
-    both demos of a pair come from the same level (``draw_demo_pairs``). Which snippet is a and which is b is
-    random, so labels are balanced. Deterministic given ``seed``.
+    but it lets a model score well by learning time rather than task reward (on Procgen, episode length alone
+    ranks returns well), so it is off by default. Demos too short for ``min_len`` frames are never drawn. With
+    ``levels`` (each demo's level seed) both demos of a pair come from the same level (``draw_demo_pairs``). Which
+    snippet is a and which is b is random, so labels are balanced. Deterministic given ``seed``.
     """
     if not 1 <= min_len <= max_len:
         raise ValueError(f"min_len, max_len: need 1 <= min_len <= max_len, got {min_len} and {max_len}")
