@@ -27,11 +27,11 @@ import torch
 
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import OneLineParser, UserError, main_guard
+from procgen_common.figures import ScatterPanel, Trace, reward_traces, scatter
 from procgen_common.logger import close_bar, progress_bar
 from procgen_common.runs import make_folder, pick_device
 from procgen_common.stats import json_safe, pair_accuracy, pearson, spearman
 from trex.demos import DemoInfo, DemoSet
-from trex.plots import ScatterPanel, Trace, scatter_png, traces_png
 from trex.reward_net import RewardNet, load_reward_net
 
 CHUNK = 512  # frames per forward pass when scoring a demo
@@ -171,7 +171,7 @@ def evaluate(
         s = scores[name]
         return ScatterPanel(x, true, f"{label}: r={_fmt(s.pearson)} rho={_fmt(s.spearman)}", label, "true return")
 
-    scatter_png(
+    scatter(
         out_dir / "scatter.png",
         [
             panel(predicted, "learned", "learned return"),
@@ -180,7 +180,7 @@ def evaluate(
         ],
     )
     if traces:
-        traces_png(out_dir / "traces.png", [traces[k] for k in sorted(traces, key=lambda k: true[k])])
+        reward_traces(out_dir / "traces.png", [traces[k] for k in sorted(traces, key=lambda k: true[k])])
     atomic_write_text(out_dir / "metrics.json", json.dumps(json_safe(metrics), indent=2) + "\n")
     return metrics
 

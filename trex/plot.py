@@ -20,16 +20,15 @@ edge of the statistical precipice"): runs are resampled with replacement within 
 game), the aggregate is taken over the resample, and the CI is the percentile interval of the
 replicates (``procgen_common.stats``).
 
-Writes PNG figures (matplotlib, no display needed), ``results.md`` (the final held-out results with
-CIs and normalised scores, and the reward models' scores) and ``plot_data.json`` (every number drawn)
-to ``--out``. (``trex.plots`` is a different module: the small OpenCV plots of ``trex.evaluate_reward``.)
+Writes PNG figures (``procgen_common.figures``: matplotlib, no display needed), ``results.md`` (the final
+held-out results with CIs and normalised scores, and the reward models' scores) and ``plot_data.json``
+(every number drawn) to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -41,10 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
-from procgen_common.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
+from procgen_common import figures as draw
+from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import read_yaml
 from procgen_common.env import normalized_score
+from procgen_common.figures import Curve, CurvePanel, ScatterPanel
 from procgen_common.stats import AGGREGATES, Stats, json_safe
 
 TRAIN_RETURN, TEST_RETURN = "charts/episodic_return", "eval/test_return"
@@ -363,82 +364,59 @@ def correlation_vs_demos(runs: Sequence[RewardRun], stats: Stats) -> dict:
 # Figures and tables
 
 
-def _figure(panels: int, width: float = 5.0, height: float = 3.6):
-    from matplotlib.figure import Figure  # the object API draws without pyplot or a display
-
-    fig = Figure(figsize=(width * panels, height), layout="constrained")
-    return fig, [fig.add_subplot(1, panels, k + 1) for k in range(panels)]
-
-
-def _save(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _colors(methods: Sequence[str]) -> dict[str, str]:
-    palette = [f"C{k}" for k in range(10)]
-    return {m: palette[k % len(palette)] for k, m in enumerate(methods)}
-
-
 def plot_learning_curves(path: Path, game: str, metrics: dict, stats: Stats, colors: dict) -> None:
-    fig, axes = _figure(len(metrics))
-    for ax, (metric, methods) in zip(axes, metrics.items(), strict=True):
-        for method, curve in methods.items():
-            ax.plot(curve["step"], curve["value"], color=colors[method], label=f"{method} ({curve['runs']} runs)")
-            ax.fill_between(curve["step"], curve["low"], curve["high"], color=colors[method], alpha=0.2, lw=0)
-        ax.set_title(f"{game}: return on {CURVE_METRICS[metric]}")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel(f"{stats.agg} return ({stats.confidence:.0%} CI)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    _save(fig, path)
+    """One panel per metric: each method's aggregate over seeds with its CI band."""
+    ylabel = f"{stats.agg} return ({stats.confidence:.0%} CI)"
+    panels = [
+        CurvePanel(
+            f"{game}: return on {CURVE_METRICS[metric]}",
+            [
+                Curve(c["step"], c["value"], draw.runs_label(m, c["runs"]), c["low"], c["high"], colors[m])
+                for m, c in methods.items()
+            ],
+            ylabel=ylabel,
+        )
+        for metric, methods in metrics.items()
+    ]
+    draw.curves(path, panels)
 
 
 def plot_scatter(path: Path, runs: Sequence[RewardRun]) -> None:
-    columns = min(len(runs), 4)
-    rows = math.ceil(len(runs) / columns)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.0 * columns, 3.6 * rows), layout="constrained")
-    for k, run in enumerate(runs):
-        ax = fig.add_subplot(rows, columns, k + 1)
-        ax.scatter(run.predicted_return, run.true_return, s=14, alpha=0.75)
-        r, rho = _score(run.metrics, "learned", "pearson"), _score(run.metrics, "learned", "spearman")
-        ax.set_title(f"{run.path.name}\nr={_fmt(r)}  rho={_fmt(rho)}", fontsize=9)
-        ax.set_xlabel("predicted return (sum of learned rewards)")
-        ax.set_ylabel("true return")
-        ax.grid(alpha=0.3)
-    _save(fig, path)
+    """Predicted against true return of every reward run's held-out demos, one panel per run."""
+    panels = [
+        ScatterPanel(
+            run.predicted_return,
+            run.true_return,
+            f"{run.path.name}\nr={_fmt(_score(run.metrics, 'learned', 'pearson'))}  "
+            f"rho={_fmt(_score(run.metrics, 'learned', 'spearman'))}",
+            "predicted return (sum of learned rewards)",
+            "true return",
+        )
+        for run in runs
+    ]
+    draw.scatter(path, panels)
 
 
 def plot_correlation(path: Path, series: dict, stats: Stats, colors: dict) -> None:
-    fig, axes = _figure(2)
-    for ax, key in zip(axes, ("pearson", "spearman"), strict=True):
+    """Pearson and Spearman correlation against training demos: each method's learned reward and, dashed, the
+    episode-length baseline on the same demos."""
+    panels = []
+    for key in ("pearson", "spearman"):
+        lines = []
         for method, data in series.items():
-            x = data["num_demos"]
-            for predictor, style, label in (
-                ("learned", "-o", method),
-                ("episode_length", "--s", f"episode length ({method} demos)"),
+            for predictor, style, label, color in (
+                ("learned", "-o", method, colors[method]),
+                ("episode_length", "--s", f"episode length ({method} demos)", "0.45"),
             ):
-                points = data[f"{predictor}/{key}"]
-                keep = [j for j, p in enumerate(points) if p is not None]
-                if not keep:
-                    continue
-                xs = [x[j] for j in keep]
-                values = [points[j]["value"] for j in keep]
-                color = colors[method] if predictor == "learned" else "0.45"
-                ax.plot(xs, values, style, color=color, label=label, ms=4)
-                ax.fill_between(
-                    xs, [points[j]["low"] for j in keep], [points[j]["high"] for j in keep], color=color, alpha=0.15
-                )
-        ax.set_title(f"{key.capitalize()} correlation with the true return (held-out demos)", fontsize=10)
-        ax.set_xlabel("training demos")
-        ax.set_ylabel(f"{stats.agg} correlation ({stats.confidence:.0%} CI)")
-        ax.set_ylim(-1.05, 1.05)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    _save(fig, path)
+                kept = [(n, p) for n, p in zip(data["num_demos"], data[f"{predictor}/{key}"], strict=True) if p]
+                if kept:
+                    x, p = zip(*kept, strict=True)
+                    values = [[e[k] for e in p] for k in ("value", "low", "high")]
+                    lines.append(Curve(x, values[0], label, values[1], values[2], color, style))
+        title = f"{key.capitalize()} correlation with the true return (held-out demos)"
+        ylabel = f"{stats.agg} correlation ({stats.confidence:.0%} CI)"
+        panels.append(CurvePanel(title, lines, "training demos", ylabel, steps=False, ylim=(-1.05, 1.05)))
+    draw.curves(path, panels)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -510,7 +488,7 @@ def make_plots(
     policy_runs, reward_runs = read_runs(run_dirs, labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    colors = _colors(list(dict.fromkeys([r.method for r in policy_runs] + [r.method for r in reward_runs])))
+    colors = draw.method_colors(list(dict.fromkeys([r.method for r in policy_runs] + [r.method for r in reward_runs])))
     figures: list[str] = []
     curves = learning_curves(policy_runs, stats)
     for game, metrics in curves.items():
@@ -632,18 +610,8 @@ def plot_reward_hacking(path: Path, run_dir: Path, title: str) -> bool:
     progress = read_progress(run_dir / "progress.csv")
     if "charts/learned_return" not in progress or "charts/episodic_return" not in progress:
         return False
-    fig, (ax,) = _figure(1, width=6.0)
-    steps, learned = progress["charts/learned_return"]
-    ax.plot(steps, learned, color="C1", label="learned return (what it optimises)")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("learned return", color="C1")
-    true_ax = ax.twinx()
-    steps, true = progress["charts/episodic_return"]
-    true_ax.plot(steps, true, color="C0", label="true return")
-    true_ax.set_ylabel("true return", color="C0")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    handles = ax.get_legend_handles_labels()[0] + true_ax.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper left")
-    _save(fig, path)
+    learned, true = progress["charts/learned_return"], progress["charts/episodic_return"]
+    draw.twin_curves(
+        path, Curve(*learned, "learned return (optimised)", color="C1"), Curve(*true, "true return"), title
+    )
     return True

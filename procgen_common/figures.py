@@ -1,0 +1,184 @@
+"""Every figure of the project, drawn with matplotlib off-screen (the Agg renderer: no display needed) to PNG.
+
+- ``curves``: panels of lines with confidence bands, e.g. learning curves (the aggregate over seeds against
+  environment steps, shown as 250k / 1M / 1.5M) or a correlation against the number of training demos;
+- ``twin_curves``: two lines on one panel, each on its own y-axis (learned against true return over training);
+- ``scatter``: panels of points, e.g. predicted against true episode return;
+- ``reward_traces``: one row per episode, the learned reward of every step with the true reward beside it.
+
+Matplotlib is imported when a figure is drawn: a trainer that writes one figure at the end does not pay for it
+at start-up.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from procgen_common.checkpoint import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 110  # a figure of W x H inches is W * DPI x H * DPI pixels
+STEP_UNITS = ((1e9, "B"), (1e6, "M"), (1e3, "k"))
+
+
+def format_steps(steps: float, pos: int | None = None) -> str:
+    """A step count as a short tick label: 250000 -> '250k', 1500000 -> '1.5M' (``pos``: matplotlib's tick index)."""
+    for scale, unit in STEP_UNITS:
+        if abs(steps) >= scale:
+            return f"{steps / scale:.4g}{unit}"
+    return f"{steps:.4g}"
+
+
+def runs_label(name: str, runs: int) -> str:
+    """A legend entry saying how many runs a line averages: 'ppo (3 runs)', 'ppo (1 run)'."""
+    return f"{name} ({runs} run{'' if runs == 1 else 's'})"
+
+
+def method_colors(methods: Sequence[str]) -> dict[str, str]:
+    """One colour of matplotlib's cycle per method, in order, so a method keeps its colour across figures."""
+    return {m: f"C{k % 10}" for k, m in enumerate(methods)}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line: ``value`` at ``x`` (float ``(n,)``), with a band from ``low`` to ``high`` where given."""
+
+    x: Sequence[float]
+    value: Sequence[float]
+    label: str
+    low: Sequence[float] | None = None
+    high: Sequence[float] | None = None
+    color: str | None = None
+    style: str = "-"
+    """Matplotlib format string: '-' a line, '-o' a line with markers, '--s' dashed with squares."""
+
+
+@dataclass(frozen=True)
+class CurvePanel:
+    """One panel of ``curves``; ``steps`` formats the x-axis as environment steps (250k, 1M)."""
+
+    title: str
+    curves: list[Curve] = field(default_factory=list)
+    xlabel: str = "environment steps"
+    ylabel: str = ""
+    steps: bool = True
+    ylim: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class ScatterPanel:
+    """One scatter plot: points ``(x[i], y[i])``, float ``(n,)``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    title: str
+    xlabel: str
+    ylabel: str
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One episode's per-step rewards: learned ``predicted`` and true ``true``, float ``(T,)``."""
+
+    predicted: np.ndarray
+    true: np.ndarray
+    title: str
+
+
+def _figure(rows: int, columns: int, width: float, height: float) -> tuple[Figure, list]:
+    """A figure of ``rows`` x ``columns`` panels of ``width`` x ``height`` inches, and its axes in reading order."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure  # the object API, without pyplot's global state or a display
+
+    fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, [fig.add_subplot(rows, columns, k + 1) for k in range(rows * columns)]
+
+
+def _steps_axis(ax) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(format_steps))
+
+
+def _save(fig: Figure, path: str | Path) -> Figure:
+    """Write ``fig`` as a PNG (atomically) and return it, its ticks laid out, for a caller to inspect."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    atomic_write_bytes(path, buffer.getvalue())
+    return fig
+
+
+def curves(path: str | Path, panels: Sequence[CurvePanel], width: float = 5.0, height: float = 3.6) -> Figure:
+    """Panels side by side, each a set of lines with their confidence bands and a legend."""
+    fig, axes = _figure(1, len(panels), width, height)
+    for ax, panel in zip(axes, panels, strict=True):
+        for curve in panel.curves:
+            ax.plot(curve.x, curve.value, curve.style, color=curve.color, label=curve.label, ms=4)
+            if curve.low is not None and curve.high is not None:
+                ax.fill_between(curve.x, curve.low, curve.high, color=ax.lines[-1].get_color(), alpha=0.2, lw=0)
+        if panel.steps:
+            _steps_axis(ax)
+        if panel.ylim is not None:
+            ax.set_ylim(*panel.ylim)
+        ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
+        ax.title.set_fontsize(10)
+        ax.grid(alpha=0.3)
+        if panel.curves:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def twin_curves(path: str | Path, left: Curve, right: Curve, title: str, width: float = 6.0) -> Figure:
+    """Two lines against environment steps on one panel, each on its own y-axis, labelled in its colour."""
+    fig, (ax,) = _figure(1, 1, width, 3.6)
+    twin = ax.twinx()
+    for axis, curve, color in ((ax, left, left.color or "C1"), (twin, right, right.color or "C0")):
+        axis.plot(curve.x, curve.value, curve.style, color=color, label=curve.label)
+        axis.set_ylabel(curve.label, color=color)
+    _steps_axis(ax)
+    ax.set(title=title, xlabel="environment steps")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def scatter(path: str | Path, panels: Sequence[ScatterPanel], columns: int = 4, size: float = 4.0) -> Figure:
+    """Scatter panels in a grid of at most ``columns`` per row."""
+    columns = min(len(panels), columns)
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = _figure(rows, columns, size, 0.9 * size)
+    for ax, panel in zip(axes, panels, strict=False):
+        ax.scatter(panel.x, panel.y, s=14, alpha=0.75)
+        ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    return _save(fig, path)
+
+
+def reward_traces(path: str | Path, traces: Sequence[Trace], width: float = 8.0, height: float = 2.2) -> Figure:
+    """One row per episode: the learned reward of every step (line, left axis) and the true reward where the game
+    paid one (stems, right axis)."""
+    fig, axes = _figure(len(traces), 1, width, height)
+    for ax, trace in zip(axes, traces, strict=True):
+        steps = np.arange(len(trace.predicted))
+        ax.plot(steps, trace.predicted, color="C0", lw=0.9)
+        ax.set_ylabel("learned r", color="C0")
+        paid = np.flatnonzero(trace.true)
+        twin = ax.twinx()
+        twin.vlines(paid, 0, trace.true[paid], color="C3", lw=1.2)
+        twin.set_ylabel("true r", color="C3")
+        ax.set(title=trace.title, xlabel="step", xlim=(0, max(len(steps) - 1, 1)))
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
