@@ -84,14 +84,13 @@ def run_episodes(
 def summarize(results: EpisodeResults, game: str, mode: str) -> dict:
     """Mean/std/95% CI of return, normalised score and mean length, as plain JSON-ready values."""
     r = results.returns
-    low, high = bootstrap_ci(r)
     mean = float(r.mean()) if r.size else float("nan")
     score = normalized_score(mean, game, mode)
     return {
         "episodes": int(r.size),
         "mean_return": mean,
         "std_return": float(r.std()) if r.size else float("nan"),
-        "ci95_return": [low, high],
+        "ci95_return": list(bootstrap_ci(r)),
         "normalized_score": score,
         "mean_length": float(results.lengths.mean()) if r.size else float("nan"),
     }

@@ -1,13 +1,7 @@
-"""Every figure of the project, drawn with matplotlib off-screen (the Agg renderer: no display needed) to PNG.
-
-- ``curves``: panels of lines with confidence bands, e.g. learning curves (the aggregate over seeds against
-  environment steps, shown as 250k / 1M / 1.5M) or a correlation against the number of training demos;
-- ``twin_curves``: two lines on one panel, each on its own y-axis (learned against true return over training);
-- ``scatter``: panels of points, e.g. predicted against true episode return;
-- ``reward_traces``: one row per episode, the learned reward of every step with the true reward beside it.
-
-Matplotlib is imported when a figure is drawn: a trainer that writes one figure at the end does not pay for it
-at start-up.
+"""Every figure of the project, drawn with matplotlib's Agg renderer (no display) to PNG: ``curves`` (lines with
+confidence bands, e.g. learning curves against environment steps written as 250k / 1M), ``twin_curves`` (two lines,
+one y-axis each), ``scatter`` (e.g. predicted against true return) and ``reward_traces`` (learned and true reward
+of every step of an episode). Matplotlib is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -15,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,7 +61,7 @@ class CurvePanel:
     """One panel of ``curves``; ``steps`` formats the x-axis as environment steps (250k, 1M)."""
 
     title: str
-    curves: list[Curve] = field(default_factory=list)
+    curves: list[Curve]
     xlabel: str = "environment steps"
     ylabel: str = ""
     steps: bool = True
@@ -104,10 +98,15 @@ def _figure(rows: int, columns: int, width: float, height: float) -> tuple[Figur
     return fig, [fig.add_subplot(rows, columns, k + 1) for k in range(rows * columns)]
 
 
-def _steps_axis(ax) -> None:
+def _label(ax, title: str, xlabel: str, ylabel: str = "", steps: bool = False, size: int = 10) -> None:
+    """Title, axis labels and a light grid; ``steps`` writes the x ticks as 250k, 1M."""
     from matplotlib.ticker import FuncFormatter
 
-    ax.xaxis.set_major_formatter(FuncFormatter(format_steps))
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.title.set_fontsize(size)
+    ax.grid(alpha=0.3)
+    if steps:
+        ax.xaxis.set_major_formatter(FuncFormatter(format_steps))
 
 
 def _save(fig: Figure, path: str | Path) -> Figure:
@@ -126,13 +125,9 @@ def curves(path: str | Path, panels: Sequence[CurvePanel], width: float = 5.0, h
             ax.plot(curve.x, curve.value, curve.style, color=curve.color, label=curve.label, ms=4)
             if curve.low is not None and curve.high is not None:
                 ax.fill_between(curve.x, curve.low, curve.high, color=ax.lines[-1].get_color(), alpha=0.2, lw=0)
-        if panel.steps:
-            _steps_axis(ax)
+        _label(ax, panel.title, panel.xlabel, panel.ylabel, panel.steps)
         if panel.ylim is not None:
             ax.set_ylim(*panel.ylim)
-        ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
-        ax.title.set_fontsize(10)
-        ax.grid(alpha=0.3)
         if panel.curves:
             ax.legend(fontsize=8)
     return _save(fig, path)
@@ -141,13 +136,10 @@ def curves(path: str | Path, panels: Sequence[CurvePanel], width: float = 5.0, h
 def twin_curves(path: str | Path, left: Curve, right: Curve, title: str, width: float = 6.0) -> Figure:
     """Two lines against environment steps on one panel, each on its own y-axis, labelled in its colour."""
     fig, (ax,) = _figure(1, 1, width, 3.6)
-    twin = ax.twinx()
-    for axis, curve, color in ((ax, left, left.color or "C1"), (twin, right, right.color or "C0")):
+    _label(ax, title, "environment steps", steps=True)
+    for axis, curve, color in ((ax, left, left.color or "C1"), (ax.twinx(), right, right.color or "C0")):
         axis.plot(curve.x, curve.value, curve.style, color=color, label=curve.label)
         axis.set_ylabel(curve.label, color=color)
-    _steps_axis(ax)
-    ax.set(title=title, xlabel="environment steps")
-    ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
@@ -158,9 +150,7 @@ def scatter(path: str | Path, panels: Sequence[ScatterPanel], columns: int = 4, 
     fig, axes = _figure(rows, columns, size, 0.9 * size)
     for ax, panel in zip(axes, panels, strict=False):
         ax.scatter(panel.x, panel.y, s=14, alpha=0.75)
-        ax.set(title=panel.title, xlabel=panel.xlabel, ylabel=panel.ylabel)
-        ax.title.set_fontsize(9)
-        ax.grid(alpha=0.3)
+        _label(ax, panel.title, panel.xlabel, panel.ylabel, size=9)
     for ax in axes[len(panels) :]:
         ax.set_axis_off()
     return _save(fig, path)
@@ -171,14 +161,12 @@ def reward_traces(path: str | Path, traces: Sequence[Trace], width: float = 8.0,
     paid one (stems, right axis)."""
     fig, axes = _figure(len(traces), 1, width, height)
     for ax, trace in zip(axes, traces, strict=True):
-        steps = np.arange(len(trace.predicted))
-        ax.plot(steps, trace.predicted, color="C0", lw=0.9)
+        _label(ax, trace.title, "step", size=9)
+        ax.plot(trace.predicted, color="C0", lw=0.9)
         ax.set_ylabel("learned r", color="C0")
+        ax.set_xlim(0, max(len(trace.predicted) - 1, 1))
         paid = np.flatnonzero(trace.true)
         twin = ax.twinx()
         twin.vlines(paid, 0, trace.true[paid], color="C3", lw=1.2)
         twin.set_ylabel("true r", color="C3")
-        ax.set(title=trace.title, xlabel="step", xlim=(0, max(len(steps) - 1, 1)))
-        ax.title.set_fontsize(9)
-        ax.grid(alpha=0.3)
     return _save(fig, path)

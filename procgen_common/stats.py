@@ -1,13 +1,5 @@
-"""The statistics every report shares: aggregates over seeds, bootstrap confidence intervals, rank correlations.
-
-- **Aggregates**: ``mean`` and ``iqm`` (interquartile mean), ``mean_std`` of values that may be missing.
-- **Bootstrap CIs**: percentile intervals of resampled statistics. ``bootstrap_ci`` (the mean of one sample),
-  ``difference_ci`` and ``verdict`` (the difference of two means), and the stratified bootstrap of rliable
-  (Agarwal et al., 2021, "Deep RL at the edge of the statistical precipice"): runs are resampled with replacement
-  within each task, the aggregate is taken over the resample. ``Stats`` bundles an aggregate with its CI settings.
-- **Rank correlations** of a predicted with a true score: ``pearson``, ``spearman`` (ties share their mean rank),
-  ``pair_accuracy``.
-- ``json_safe``: NaN and infinities as None, since JSON has no NaN.
+"""The statistics every report shares: aggregates over seeds (mean, IQM), bootstrap confidence intervals (plain,
+stratified as rliable does, of a difference), rank correlations and ``json_safe``.
 
 Every resample comes from ``np.random.default_rng(seed)`` drawing the samples in argument order, so a CI is the
 same number on every run and in every committed result.
@@ -20,9 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-# ---------------------------------------------------------------------------------------------------------
-# Aggregates
 
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
@@ -52,10 +41,6 @@ def mean_std(values: Sequence[float | None]) -> dict:
         return {"mean": None, "std": None, "n": 0}
     std = float(np.std(present, ddof=1)) if len(present) > 1 else 0.0
     return {"mean": float(np.mean(present)), "std": std, "n": len(present)}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Bootstrap confidence intervals
 
 
 def resample(values: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
@@ -156,10 +141,6 @@ class Stats:
         values = np.concatenate([np.asarray(s, dtype=np.float64) for s in strata])
         low, high = stratified_bootstrap_ci(strata, statistic, self.confidence, self.reps, self.seed)
         return Estimate(float(statistic(values)), low, high, len(values))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Rank correlations
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:

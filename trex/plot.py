@@ -264,13 +264,8 @@ def aggregate_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]], stats: Stat
     grid = common_steps(curves)
     table = np.stack([np.interp(grid, s, v) for s, v in curves])  # (runs, steps)
     estimates = [stats.estimate([table[:, j]]) for j in range(len(grid))]
-    return {
-        "step": grid.tolist(),
-        "value": [e.value for e in estimates],
-        "low": [e.low for e in estimates],
-        "high": [e.high for e in estimates],
-        "runs": len(curves),
-    }
+    columns = {key: [getattr(e, key) for e in estimates] for key in ("value", "low", "high")}
+    return {"step": grid.tolist(), **columns, "runs": len(curves)}
 
 
 def learning_curves(runs: Sequence[PolicyRun], stats: Stats) -> dict:
@@ -366,18 +361,12 @@ def correlation_vs_demos(runs: Sequence[RewardRun], stats: Stats) -> dict:
 
 def plot_learning_curves(path: Path, game: str, metrics: dict, stats: Stats, colors: dict) -> None:
     """One panel per metric: each method's aggregate over seeds with its CI band."""
-    ylabel = f"{stats.agg} return ({stats.confidence:.0%} CI)"
-    panels = [
-        CurvePanel(
-            f"{game}: return on {CURVE_METRICS[metric]}",
-            [
-                Curve(c["step"], c["value"], draw.runs_label(m, c["runs"]), c["low"], c["high"], colors[m])
-                for m, c in methods.items()
-            ],
-            ylabel=ylabel,
-        )
-        for metric, methods in metrics.items()
-    ]
+    panels = []
+    for metric, methods in metrics.items():
+        lines = [Curve(c["step"], c["value"], draw.runs_label(m, c["runs"]), c["low"], c["high"], colors[m])
+                 for m, c in methods.items()]  # fmt: skip
+        ylabel = f"{stats.agg} return ({stats.confidence:.0%} CI)"
+        panels.append(CurvePanel(f"{game}: return on {CURVE_METRICS[metric]}", lines, ylabel=ylabel))
     draw.curves(path, panels)
 
 
