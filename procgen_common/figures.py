@@ -21,12 +21,11 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 110  # a figure of W x H inches is W * DPI x H * DPI pixels
-STEP_UNITS = ((1e9, "B"), (1e6, "M"), (1e3, "k"))
 
 
 def format_steps(steps: float, pos: int | None = None) -> str:
     """A step count as a short tick label: 250000 -> '250k', 1500000 -> '1.5M' (``pos``: matplotlib's tick index)."""
-    for scale, unit in STEP_UNITS:
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(steps) >= scale:
             return f"{steps / scale:.4g}{unit}"
     return f"{steps:.4g}"

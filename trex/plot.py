@@ -361,28 +361,24 @@ def correlation_vs_demos(runs: Sequence[RewardRun], stats: Stats) -> dict:
 
 def plot_learning_curves(path: Path, game: str, metrics: dict, stats: Stats, colors: dict) -> None:
     """One panel per metric: each method's aggregate over seeds with its CI band."""
+    ylabel = f"{stats.agg} return ({stats.confidence:.0%} CI)"
     panels = []
     for metric, methods in metrics.items():
-        lines = [Curve(c["step"], c["value"], draw.runs_label(m, c["runs"]), c["low"], c["high"], colors[m])
-                 for m, c in methods.items()]  # fmt: skip
-        ylabel = f"{stats.agg} return ({stats.confidence:.0%} CI)"
+        lines = [
+            Curve(c["step"], c["value"], draw.runs_label(m, c["runs"]), c["low"], c["high"], colors[m])
+            for m, c in methods.items()
+        ]
         panels.append(CurvePanel(f"{game}: return on {CURVE_METRICS[metric]}", lines, ylabel=ylabel))
     draw.curves(path, panels)
 
 
 def plot_scatter(path: Path, runs: Sequence[RewardRun]) -> None:
     """Predicted against true return of every reward run's held-out demos, one panel per run."""
-    panels = [
-        ScatterPanel(
-            run.predicted_return,
-            run.true_return,
-            f"{run.path.name}\nr={_fmt(_score(run.metrics, 'learned', 'pearson'))}  "
-            f"rho={_fmt(_score(run.metrics, 'learned', 'spearman'))}",
-            "predicted return (sum of learned rewards)",
-            "true return",
-        )
-        for run in runs
-    ]
+    panels = []
+    for run in runs:
+        r, rho = (_fmt(_score(run.metrics, "learned", key)) for key in ("pearson", "spearman"))
+        title, xlabel = f"{run.path.name}\nr={r}  rho={rho}", "predicted return (sum of learned rewards)"
+        panels.append(ScatterPanel(run.predicted_return, run.true_return, title, xlabel, "true return"))
     draw.scatter(path, panels)
 
 

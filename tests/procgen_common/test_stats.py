@@ -21,8 +21,6 @@ from procgen_common.stats import (
     verdict,
 )
 
-# ---- aggregates ----------------------------------------------------------------------------------------
-
 
 def test_iqm_hand_examples():
     assert iqm([1, 2, 3, 4]) == 2.5  # drops 1 and 4
@@ -42,9 +40,6 @@ def test_iqm_is_scipys_trimmed_mean():
     for n in range(1, 13):
         values = rng.normal(size=n)
         assert iqm(values) == pytest.approx(stats.trim_mean(values, 0.25))
-
-
-# ---- bootstrap CIs -------------------------------------------------------------------------------------
 
 
 def test_bootstrap_ci_contains_the_mean_and_narrows_with_more_data():
@@ -107,9 +102,6 @@ def test_bootstrap_distribution_of_a_two_value_stratum():
     replicates = stratified_bootstrap([[1, 2, 3, 4]], iqm, reps=500)
     assert replicates.min() >= 1 and replicates.max() <= 4
     assert stratified_bootstrap_ci([[1, 2, 3, 4]], iqm, seed=7) == stratified_bootstrap_ci([[1, 2, 3, 4]], iqm, seed=7)
-
-
-# ---- rank correlations ---------------------------------------------------------------------------------
 
 
 def test_average_ranks_share_ties():
