@@ -36,11 +36,6 @@ def runs_label(name: str, runs: int) -> str:
     return f"{name} ({runs} run{'' if runs == 1 else 's'})"
 
 
-def method_colors(methods: Sequence[str]) -> dict[str, str]:
-    """One colour of matplotlib's cycle per method, in order, so a method keeps its colour across figures."""
-    return {m: f"C{k % 10}" for k, m in enumerate(methods)}
-
-
 @dataclass(frozen=True)
 class Curve:
     """One line: ``value`` at ``x`` (float ``(n,)``), with a band from ``low`` to ``high`` where given."""

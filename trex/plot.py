@@ -473,7 +473,8 @@ def make_plots(
     policy_runs, reward_runs = read_runs(run_dirs, labels)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    colors = draw.method_colors(list(dict.fromkeys([r.method for r in policy_runs] + [r.method for r in reward_runs])))
+    methods = dict.fromkeys([r.method for r in policy_runs] + [r.method for r in reward_runs])
+    colors = {m: f"C{k % 10}" for k, m in enumerate(methods)}  # a method keeps its colour in every figure
     figures: list[str] = []
     curves = learning_curves(policy_runs, stats)
     for game, metrics in curves.items():
