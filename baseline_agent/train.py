@@ -7,14 +7,21 @@ the demonstrator series ``checkpoints/step_<step>.pt`` (``train.num_checkpoints`
 spaced from the initial to the final policy: the skill ladder T-REX draws demos from) and
 ``checkpoints/latest.pt`` for resuming (``train.resume=true``), written every
 ``train.save_interval_minutes`` and at the end.
+
+``train_ppo`` is the PPO loop for any ``procgen_common.networks.PolicyNet``, also ``policies.train``'s ``ppo`` and
+``ppo_gru`` agents'. A feed-forward policy (the demonstrator's ``ActorCritic``) is stateless and its update draws
+minibatches of single steps; a recurrent one (``policies.ppo_gru``) carries its state through the rollout, zeroed
+where an episode starts, and its update replays minibatches of whole environments, every step in order, from the
+state the rollout began with (truncated backpropagation through time).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,7 +32,7 @@ from procgen_common.cli import config_parser, main_guard
 from procgen_common.config import bounded, load_config
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig
 from procgen_common.logger import LogConfig
-from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig, sample_actions
+from procgen_common.networks import ActorCritic, ModelConfig, PolicyNet, sample_actions
 from procgen_common.training_run import TrainingRun
 
 if TYPE_CHECKING:
@@ -149,95 +156,133 @@ PPO_COLUMNS = [
 ]
 
 
-def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
-    """Run PPO training as configured; returns the run folder.
+@dataclass
+class Rollout:
+    """T steps of N environments, each tensor ``(T, N)``: uint8 ``frames`` ``(T, N, 64, 64, 3)`` (what each action
+    saw), ``episode_starts`` (bool: the frame is an episode's first, where a recurrent state is zeroed), actions,
+    logprobs, values, rewards (scaled), ``dones`` (float: the step ended an episode), then advantages and returns;
+    ``state`` is the policy's state before step 0, ``(N, ...)`` (None for a feed-forward policy)."""
 
-    ``wrap_env(env)``, if given, wraps the training env (e.g. ``policies.reward_wrapper``'s learned
-    reward); when its episode infos carry ``learned_r``, their mean is logged as ``charts/learned_return``.
+    frames: torch.Tensor
+    episode_starts: torch.Tensor
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor
+    state: torch.Tensor | None = None
+    advantages: torch.Tensor | None = None
+    returns: torch.Tensor | None = None
+
+
+def train_ppo(
+    config,
+    make_policy: Callable[[], PolicyNet],
+    algo: str,
+    must_match: Sequence[str],
+    wrap_env: Callable[[VecEnv], VecEnv] | None = None,
+    extra_columns: Sequence[str] = (),
+    rollout_metrics: Callable[[PolicyNet, Rollout], dict[str, float]] | None = None,
+) -> Path:
+    """Train ``make_policy()`` with PPO as ``config`` says (the sections of ``baseline_agent.train.Config``);
+    returns the run folder.
+
+    ``algo`` names the checkpoints' kind, ``must_match`` the config sections a resume must keep, ``wrap_env`` wraps
+    the training env (e.g. ``policies.reward_wrapper``'s learned reward). ``rollout_metrics(policy, rollout)``, if
+    given, adds columns (``extra_columns``) to each row after the update, under the run's autocast.
     """
     c, p = config, config.ppo
-    run = TrainingRun(config, "ppo", PPO_COLUMNS, RESUME_MUST_MATCH)
+    run = TrainingRun(config, algo, [*PPO_COLUMNS, *extra_columns], must_match)
     device, autocast = run.device, run.autocast
     T, N = p.num_steps, c.env.num_envs
-    batch_size, minibatch_size = c.batch_size, c.batch_size // p.num_minibatches
 
-    net = ActorCritic(c.model, OBS_SHAPE, NUM_ACTIONS).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate, eps=p.adam_eps)
+    # The policy is built after TrainingRun seeds torch: its initialisation draws from the seeded generator.
+    policy = make_policy().to(device)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=p.learning_rate, eps=p.adam_eps)
     scaler = RewardScaler(N, p.gamma, p.reward_clip)
     env = run.make_env(wrap_env)
     if run.resume_from is not None:
-        net.load_state_dict(run.resume_from["model"])
+        policy.load_state_dict(run.resume_from["model"])
         optimizer.load_state_dict(run.resume_from["optimizer"])
         scaler.load_state_dict(run.resume_from["reward_scaler"])
 
-    def state() -> dict:
-        return {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "reward_scaler": scaler.state_dict()}
+    def checkpoint_entries() -> dict:
+        return {"model": policy.state_dict(), "optimizer": optimizer.state_dict(), "reward_scaler": scaler.state_dict()}
 
-    run.begin(state, lambda: FeedForwardAgent(net, device), net)
+    run.begin(checkpoint_entries, lambda: policy.agent(device), policy)
 
-    obs_buf = torch.zeros((T, N, *OBS_SHAPE), dtype=torch.uint8, device=device)
-    actions_buf = torch.zeros((T, N), dtype=torch.long, device=device)
-    logprobs_buf = torch.zeros((T, N), device=device)
-    values_buf = torch.zeros((T, N), device=device)
-    rewards_buf = torch.zeros((T, N), device=device)
-    dones_buf = torch.zeros((T, N), device=device)
-
+    rollout = Rollout(
+        torch.zeros((T, N, *OBS_SHAPE), dtype=torch.uint8, device=device),
+        torch.zeros((T, N), dtype=torch.bool, device=device),
+        torch.zeros((T, N), dtype=torch.long, device=device),
+        *(torch.zeros((T, N), device=device) for _ in range(4)),
+    )
     obs = torch.from_numpy(env.reset()).to(device)
+    episode_start = torch.ones(N, dtype=torch.bool, device=device)
+    state = policy.initial_state(N, device)
     try:
         while not run.done:
             t_start = time.monotonic()
             if p.anneal_lr:
                 optimizer.param_groups[0]["lr"] = (1.0 - run.step / c.train.total_steps) * p.learning_rate
 
-            # Rollout: frames stay uint8 on their way into the buffer; the network scales them itself.
-            net.eval()
+            # Rollout: frames stay uint8 on their way into the buffer; the network scales them itself. The state it
+            # starts from is kept: a recurrent update replays the rollout from there.
+            policy.eval()
+            rollout.state = state
             for t in range(T):
                 with torch.no_grad(), autocast:
-                    logits, value = net(obs)
-                    logits, value = logits.float(), value.float()
+                    logits, value, state = policy.unroll(obs[None], state, episode_start[None])
+                    logits, value = logits[0].float(), value[0].float()
                     action = sample_actions(logits)
                     logprob = torch.log_softmax(logits, -1).gather(1, action[:, None]).squeeze(1)
                 env.step_async(action.cpu().numpy())
-                obs_buf[t] = obs
-                actions_buf[t], logprobs_buf[t], values_buf[t] = action, logprob, value
+                rollout.frames[t], rollout.episode_starts[t] = obs, episode_start
+                rollout.actions[t], rollout.logprobs[t], rollout.values[t] = action, logprob, value
                 next_obs, rewards, dones, infos = env.step_wait()
                 if p.reward_scaling:
                     rewards = scaler(rewards, dones)
-                rewards_buf[t] = torch.from_numpy(rewards).to(device)
-                dones_buf[t] = torch.from_numpy(dones).to(device)
+                rollout.rewards[t] = torch.from_numpy(rewards).to(device)
+                episode_start = torch.from_numpy(dones).to(device)
+                rollout.dones[t] = episode_start
                 obs = torch.from_numpy(next_obs).to(device)
                 run.episodes.record(dones, infos)
-            net.train()
+            policy.train()
 
             with torch.no_grad(), autocast:
-                last_value = net(obs)[1].float()
-            advantages, returns = compute_gae(rewards_buf, values_buf, dones_buf, last_value, p.gamma, p.gae_lambda)
+                last_value = policy.unroll(obs[None], state, episode_start[None])[1][0].float()
+            rollout.advantages, rollout.returns = compute_gae(
+                rollout.rewards, rollout.values, rollout.dones, last_value, p.gamma, p.gae_lambda
+            )
 
-            b_obs = obs_buf.reshape(batch_size, *OBS_SHAPE)
-            b_actions, b_logprobs = actions_buf.reshape(-1), logprobs_buf.reshape(-1)
-            b_values, b_advantages, b_returns = values_buf.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
+            # The update's sequences: for a recurrent policy the N environments' whole rollouts, replayed from the state
+            # the rollout began with; for a feed-forward one the T * N steps, each a sequence of one.
+            sequences = [rollout.frames, rollout.episode_starts, rollout.actions, rollout.logprobs, rollout.values,
+                         rollout.advantages, rollout.returns]  # fmt: skip
+            if not policy.recurrent:
+                sequences = [x.flatten(0, 1)[None] for x in sequences]
+            frames, starts, actions, logprobs, values, advantages, returns = sequences
+            num_sequences = frames.shape[1]
+            per_minibatch = num_sequences // p.num_minibatches
             stats_sum: dict[str, torch.Tensor] = {}
             num_minibatches = 0
             for _epoch in range(p.num_epochs):
-                perm = torch.randperm(batch_size, device=device)
+                perm = torch.randperm(num_sequences, device=device)
                 epoch_kl = []
-                for start in range(0, batch_size, minibatch_size):
-                    idx = perm[start : start + minibatch_size]
+                for start in range(0, num_sequences, per_minibatch):
+                    idx = perm[start : start + per_minibatch]
                     with autocast:
-                        logits, values = net(b_obs[idx])
+                        state_before = rollout.state[idx] if policy.recurrent else None
+                        new_logits, new_values, _ = policy.unroll(frames[:, idx], state_before, starts[:, idx])
                     loss, stats = ppo_loss(
-                        logits.float(),
-                        values.float(),
-                        b_actions[idx],
-                        b_logprobs[idx],
-                        b_values[idx],
-                        b_advantages[idx],
-                        b_returns[idx],
+                        new_logits.flatten(0, 1).float(),
+                        new_values.flatten().float(),
+                        *(x[:, idx].flatten() for x in (actions, logprobs, values, advantages, returns)),
                         p,
                     )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(policy.parameters(), p.max_grad_norm)
                     optimizer.step()
                     for k, v in stats.items():
                         stats_sum[k] = stats_sum.get(k, 0) + v
@@ -247,13 +292,26 @@ def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) ->
                     break
 
             metrics = {k: v.item() / num_minibatches for k, v in stats_sum.items()}
-            metrics["losses/explained_variance"] = explained_variance(b_values, b_returns)
+            metrics["losses/explained_variance"] = explained_variance(values.flatten(), returns.flatten())
             metrics["charts/learning_rate"] = optimizer.param_groups[0]["lr"]
-            run.end_iteration(batch_size, t_start, metrics)
+            if rollout_metrics is not None:
+                with torch.no_grad(), autocast:
+                    metrics.update(rollout_metrics(policy, rollout))
+            run.end_iteration(T * N, t_start, metrics)
     finally:
         env.close()
         run.close()
     return run.run_dir
+
+
+def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
+    """Run PPO training as configured; returns the run folder.
+
+    ``wrap_env(env)``, if given, wraps the training env (e.g. ``policies.reward_wrapper``'s learned
+    reward); when its episode infos carry ``learned_r``, their mean is logged as ``charts/learned_return``.
+    """
+    make_net = partial(ActorCritic, config.model, OBS_SHAPE, NUM_ACTIONS)
+    return train_ppo(config, make_net, "ppo", RESUME_MUST_MATCH, wrap_env)
 
 
 DESCRIPTION = """Train a PPO agent on a Procgen game: the demonstrator whose checkpoint series T-REX draws

@@ -151,7 +151,33 @@ def orthogonal_init(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
-class ActorCritic(nn.Module):
+class PolicyNet(nn.Module):
+    """An actor-critic over sequences: what PPO (``baseline_agent.train.train_ppo``) needs of a network.
+
+    Frames come as ``(T, N)``: T steps of N environments. A feed-forward net (``recurrent = False``) has no
+    state and scores every step alone; a recurrent one carries its state from step to step, zeroed where an
+    episode starts, so its updates replay whole sequences from the state they began with.
+    """
+
+    recurrent = False
+
+    def initial_state(self, num_envs: int, device: torch.device) -> torch.Tensor | None:
+        """The state before any episode, ``(N, ...)``; None for a feed-forward net."""
+        return None
+
+    def unroll(
+        self, frames: torch.Tensor, state: torch.Tensor | None, episode_starts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """uint8 frames ``(T, N, H, W, C)``, the state before step 0 and bool ``episode_starts`` ``(T, N)`` ->
+        action logits ``(T, N, A)``, values ``(T, N)`` and the state after the last step."""
+        raise NotImplementedError
+
+    def agent(self, device: torch.device):
+        """The agents' interface (``initial_state``, ``act``) over this net, for evaluation."""
+        raise NotImplementedError
+
+
+class ActorCritic(PolicyNet):
     """Shared encoder with a categorical policy head and a value head."""
 
     def __init__(self, config: ModelConfig, obs_shape: tuple[int, int, int], num_actions: int):
@@ -166,6 +192,13 @@ class ActorCritic(nn.Module):
         """uint8 frames -> (action logits, state values)."""
         features = self.encoder(frames)
         return self.policy_head(features), self.value_head(features).squeeze(-1)
+
+    def unroll(self, frames, state, episode_starts):
+        logits, values = self(frames.flatten(0, 1))
+        return logits.unflatten(0, frames.shape[:2]), values.unflatten(0, frames.shape[:2]), None
+
+    def agent(self, device: torch.device) -> FeedForwardAgent:
+        return FeedForwardAgent(self, device)
 
 
 def sample_actions(logits: torch.Tensor) -> torch.Tensor:
