@@ -1,10 +1,8 @@
 """Recurrent PPO: the suite's encoder, a GRU on its features, policy and value heads on the GRU's output.
 
-The hidden state is reset to zero where an episode starts. Training runs on whole rollout sequences:
-each minibatch is a subset of the environments with all ``ppo.num_steps`` of their steps, replayed
-through the GRU from the hidden state saved at the start of the rollout, so gradients flow back
-through the rollout and stop at its start (truncated backpropagation through time). Advantages,
-the loss and reward scaling are the demonstrator's (``baseline_agent.ppo``).
+The hidden state is reset to zero where an episode starts. Training is the demonstrator's PPO loop
+(``baseline_agent.train.train_ppo``), which replays minibatches of whole environments through the GRU from
+the hidden state saved at the start of the rollout (truncated backpropagation through time).
 
 ``gru_sequence`` is the pure piece: a GRU over a ``(T, N)`` sequence with resets, equal to stepping it
 one step at a time. ``gru_gate_stats`` recomputes the GRU's gates for ``gru.log_rnn_stats``.
@@ -12,9 +10,9 @@ one step at a time. ``gru_gate_stats`` recomputes the GRU's gates for ``gru.log_
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +20,10 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from baseline_agent.ppo import RewardScaler, compute_gae, explained_variance, ppo_loss
+from baseline_agent.train import Rollout, train_ppo
 from procgen_common.config import bounded, from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
-from procgen_common.networks import ModelConfig, make_encoder, orthogonal_init, sample_actions
-from procgen_common.training_run import TrainingRun
+from procgen_common.networks import ModelConfig, PolicyNet, make_encoder, orthogonal_init, sample_actions
 
 ALGO = "ppo_gru"
 
@@ -100,8 +97,10 @@ def gru_gate_stats(
     }
 
 
-class RecurrentActorCritic(nn.Module):
+class RecurrentActorCritic(PolicyNet):
     """Encoder (``make_encoder``) -> GRU -> categorical policy head and value head."""
+
+    recurrent = True
 
     def __init__(
         self, model: ModelConfig, gru: GRUConfig, obs_shape: tuple[int, int, int] = OBS_SHAPE, num_actions=NUM_ACTIONS
@@ -136,6 +135,15 @@ class RecurrentActorCritic(nn.Module):
             out, hidden = gru_sequence(self.gru, features, hidden, episode_starts)
             return self.policy_head(out), self.value_head(out).squeeze(-1), hidden
 
+    def unroll(self, frames, state, episode_starts):
+        return self(frames, state, episode_starts)
+
+    def initial_state(self, num_envs: int, device: torch.device) -> torch.Tensor:
+        return torch.zeros(num_envs, self.hidden_size, device=device)
+
+    def agent(self, device: torch.device) -> RecurrentAgent:
+        return RecurrentAgent(self, device)
+
 
 class RecurrentAgent:
     """The agents' interface over a ``RecurrentActorCritic``; the state is the GRU hidden state ``(N, H)``."""
@@ -145,7 +153,7 @@ class RecurrentAgent:
         self.device = torch.device(device)
 
     def initial_state(self, num_envs: int) -> torch.Tensor:
-        return torch.zeros(num_envs, self.net.hidden_size, device=self.device)
+        return self.net.initial_state(num_envs, self.device)
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, state: torch.Tensor, episode_start: np.ndarray, deterministic: bool = False):
@@ -165,152 +173,28 @@ def load_ppo_gru_agent(checkpoint: dict, device: torch.device | str = "cpu") -> 
     return RecurrentAgent(net.to(device), device)
 
 
-PROGRESS_COLUMNS = [
-    "charts/learning_rate",
-    "losses/policy_loss",
-    "losses/value_loss",
-    "losses/entropy",
-    "losses/approx_kl",
-    "losses/clipfrac",
-    "losses/explained_variance",
-    "rnn/hidden_norm",
-    "rnn/update_gate_mean",
-    "rnn/update_gate_saturation",
-    "rnn/reset_gate_saturation",
-    "rnn/candidate_saturation",
-]
+# Columns of gru.log_rnn_stats (gru_gate_stats), after PPO's.
+RNN_COLUMNS = [f"rnn/{name}" for name in ("hidden_norm", "update_gate_mean", "update_gate_saturation",
+                                          "reset_gate_saturation", "candidate_saturation")]  # fmt: skip
 RESUME_MUST_MATCH = ("env", "model", "ppo", "gru", "agent", "reward")
 
 
 def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
     """Train recurrent PPO as configured (a ``policies.train.Config``); returns the run folder."""
-    c, p = config, config.ppo
-    run = TrainingRun(config, ALGO, PROGRESS_COLUMNS, RESUME_MUST_MATCH)
-    device, autocast = run.device, run.autocast
-    T, N = p.num_steps, c.env.num_envs
-    envs_per_minibatch = N // p.num_minibatches
-
-    net = RecurrentActorCritic(c.model, c.gru).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=p.learning_rate, eps=p.adam_eps)
-    scaler = RewardScaler(N, p.gamma, p.reward_clip)
-    env = run.make_env(wrap_env)
-    if run.resume_from is not None:
-        net.load_state_dict(run.resume_from["model"])
-        optimizer.load_state_dict(run.resume_from["optimizer"])
-        scaler.load_state_dict(run.resume_from["reward_scaler"])
-
-    def state() -> dict:
-        return {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "reward_scaler": scaler.state_dict()}
-
-    run.begin(state, lambda: RecurrentAgent(net, device), net)
-
-    obs_buf = torch.zeros((T, N, *OBS_SHAPE), dtype=torch.uint8, device=device)
-    starts_buf = torch.zeros((T, N), dtype=torch.bool, device=device)
-    actions_buf = torch.zeros((T, N), dtype=torch.long, device=device)
-    logprobs_buf = torch.zeros((T, N), device=device)
-    values_buf = torch.zeros((T, N), device=device)
-    rewards_buf = torch.zeros((T, N), device=device)
-    dones_buf = torch.zeros((T, N), device=device)
-
-    obs = torch.from_numpy(env.reset()).to(device)
-    episode_start = torch.ones(N, dtype=torch.bool, device=device)
-    hidden = torch.zeros(N, c.gru.hidden_size, device=device)
-    try:
-        while not run.done:
-            t_start = time.monotonic()
-            if p.anneal_lr:
-                optimizer.param_groups[0]["lr"] = (1.0 - run.step / c.train.total_steps) * p.learning_rate
-
-            # Rollout, keeping the hidden state it started from: training replays the rollout from there.
-            net.eval()
-            hidden_start = hidden.clone()
-            for t in range(T):
-                with torch.no_grad(), autocast:
-                    logits, value, hidden = net(obs[None], hidden, episode_start[None])
-                    logits, value = logits[0], value[0]
-                    action = sample_actions(logits)
-                    logprob = torch.log_softmax(logits, -1).gather(1, action[:, None]).squeeze(1)
-                env.step_async(action.cpu().numpy())
-                obs_buf[t], starts_buf[t] = obs, episode_start
-                actions_buf[t], logprobs_buf[t], values_buf[t] = action, logprob, value
-                next_obs, rewards, dones, infos = env.step_wait()
-                if p.reward_scaling:
-                    rewards = scaler(rewards, dones)
-                rewards_buf[t] = torch.from_numpy(rewards).to(device)
-                dones_buf[t] = torch.from_numpy(dones).to(device)
-                obs = torch.from_numpy(next_obs).to(device)
-                episode_start = torch.from_numpy(dones).to(device)
-                run.episodes.record(dones, infos)
-            net.train()
-
-            with torch.no_grad(), autocast:
-                last_value = net(obs[None], hidden, episode_start[None])[1][0]
-            advantages, returns = compute_gae(rewards_buf, values_buf, dones_buf, last_value, p.gamma, p.gae_lambda)
-
-            # Minibatches of whole environments: every step of the rollout, in order, for the GRU.
-            stats_sum: dict[str, torch.Tensor] = {}
-            rnn_stats: dict[str, float] = {}
-            num_minibatches = 0
-            for _epoch in range(p.num_epochs):
-                perm = torch.randperm(N, device=device)
-                epoch_kl = []
-                for start in range(0, N, envs_per_minibatch):
-                    envs = perm[start : start + envs_per_minibatch]
-                    with autocast:
-                        logits, values, _ = net(obs_buf[:, envs], hidden_start[envs], starts_buf[:, envs])
-                    loss, stats = ppo_loss(
-                        logits.reshape(-1, logits.shape[-1]).float(),
-                        values.reshape(-1).float(),
-                        actions_buf[:, envs].reshape(-1),
-                        logprobs_buf[:, envs].reshape(-1),
-                        values_buf[:, envs].reshape(-1),
-                        advantages[:, envs].reshape(-1),
-                        returns[:, envs].reshape(-1),
-                        p,
-                    )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), p.max_grad_norm)
-                    optimizer.step()
-                    for k, v in stats.items():
-                        stats_sum[k] = stats_sum.get(k, 0) + v
-                    epoch_kl.append(stats["losses/approx_kl"])
-                    num_minibatches += 1
-                if p.target_kl is not None and torch.stack(epoch_kl).mean().item() > p.target_kl:
-                    break
-
-            if c.gru.log_rnn_stats:
-                rnn_stats = rollout_rnn_stats(net, obs_buf, hidden_start, starts_buf, autocast)
-            b_returns, b_values = returns.reshape(-1), values_buf.reshape(-1)
-            metrics = {k: v.item() / num_minibatches for k, v in stats_sum.items()}
-            metrics.update(
-                {
-                    "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                    "losses/explained_variance": explained_variance(b_values, b_returns),
-                    **rnn_stats,
-                }
-            )
-            run.end_iteration(T * N, t_start, metrics)
-    finally:
-        run.close()
-        env.close()
-    return run.run_dir
+    make_net = partial(RecurrentActorCritic, config.model, config.gru)
+    rnn_stats = rollout_rnn_stats if config.gru.log_rnn_stats else None
+    return train_ppo(config, make_net, ALGO, RESUME_MUST_MATCH, wrap_env, RNN_COLUMNS, rnn_stats)
 
 
 @torch.no_grad()
-def rollout_rnn_stats(
-    net: RecurrentActorCritic,
-    frames: torch.Tensor,
-    hidden_start: torch.Tensor,
-    starts: torch.Tensor,
-    autocast,
-    max_envs: int = 8,
-) -> dict[str, float]:
-    """``gru_gate_stats`` over every step of (up to ``max_envs`` environments of) the last rollout."""
+def rollout_rnn_stats(net: RecurrentActorCritic, rollout: Rollout, max_envs: int = 8) -> dict[str, float]:
+    """``gru_gate_stats`` over every step of (up to ``max_envs`` environments of) a rollout, with the network as it
+    is now. The encoder runs under the caller's autocast, the GRU in float32 as in training."""
     envs = slice(0, max_envs)
-    with autocast:
-        features = net.features(frames[:, envs])
-    outputs, _ = gru_sequence(net.gru, features, hidden_start[envs], starts[:, envs])
-    # The hidden state each step started from: the previous step's output, zeroed at episode starts.
-    previous = torch.cat([hidden_start[envs][None], outputs[:-1]]).masked_fill(starts[:, envs, None], 0.0)
-    return gru_gate_stats(net.gru, features.flatten(0, 1), previous.flatten(0, 1))
+    features = net.features(rollout.frames[:, envs])
+    hidden_start, starts = rollout.state[envs], rollout.episode_starts[:, envs]
+    with torch.autocast(features.device.type, enabled=False):
+        outputs, _ = gru_sequence(net.gru, features, hidden_start, starts)
+        # The hidden state each step started from: the previous step's output, zeroed at episode starts.
+        previous = torch.cat([hidden_start[None], outputs[:-1]]).masked_fill(starts[..., None], 0.0)
+        return gru_gate_stats(net.gru, features.flatten(0, 1), previous.flatten(0, 1))
