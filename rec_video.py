@@ -25,6 +25,7 @@ from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import closest
 from procgen_common.env import GAMES, EnvConfig
 from procgen_common.runs import pick_device
+from procgen_common.sb3_agent import load_sb3_agent
 from procgen_common.video import (
     RecordedEpisode,
     episode_frames,
@@ -35,7 +36,6 @@ from procgen_common.video import (
 from trex.demos import DemoSet
 from trex.evaluate_reward import member_rewards
 from trex.reward_net import load_reward_net
-from trex.sb3_agent import load_sb3_agent
 
 
 def parse_args(argv=None) -> argparse.Namespace:

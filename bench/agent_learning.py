@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.pipeline import best_demonstrator
 from policies.train import Config, train
 from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import atomic_write_text
@@ -32,7 +33,6 @@ from procgen_common.cli import UserError, main_guard
 from procgen_common.config import load_config
 from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, write_evaluation
 from procgen_common.stats import bootstrap_ci
-from trex.pipeline import best_demonstrator
 
 
 def parse_pairs(entries: list[str], sep: str, what: str) -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
     python bench/bad_inputs.py [--only SUBSTRING] [--jobs N] [--list] [--timeout S] [--workdir DIR] [--out DIR]
 
 Every case runs one command of the suite (``baseline_agent.train``, ``policies.train``, ``trex.generate_demos``,
-``trex.train_reward``, ``trex.evaluate_reward``, ``trex.pipeline``, ``trex.plot``, ``baseline_agent.zoo``,
+``trex.train_reward``, ``trex.evaluate_reward``, ``experiments.pipeline``, ``experiments.plot``, ``baseline_agent.zoo``,
 ``test_policy.py``, ``rec_video.py``) with one bad input: a NaN or infinite number, a value out of range, an unknown
 key, the wrong game, a missing path, a file where a folder belongs or the reverse, a path below a file, an unwritable
 path (``/proc/...``), a corrupt file (random bytes, a truncated checkpoint, a text file), a file that is not UTF-8, a
@@ -450,7 +450,7 @@ def evaluate_reward_cases() -> list[Case]:
 
 
 def pipeline_cases() -> list[Case]:
-    make = maker("pipeline", ["-m", "trex.pipeline"], ["-c", "{repo}/configs/quickstart.yaml", "dir={case}/exp"])
+    make = maker("pipeline", ["-m", "experiments.pipeline"], ["-c", "{repo}/configs/quickstart.yaml", "dir={case}/exp"])
     earlier = {"protect": "valid/run"}
     return [
         make("evaluation-episodes-inf", "nan_inf", "evaluation.episodes=inf"),
@@ -489,7 +489,7 @@ def pipeline_cases() -> list[Case]:
 
 
 def plot_cases() -> list[Case]:
-    make = maker("plot", ["-m", "trex.plot"], ["--out", "{case}/plots", "--reps", "100"])
+    make = maker("plot", ["-m", "experiments.plot"], ["--out", "{case}/plots", "--reps", "100"])
     run = "{fx}/valid/run"
     earlier = {"protect": "valid/run"}
     return [
@@ -888,7 +888,7 @@ def build_broken_demos(fx: Path, rng: random.Random) -> None:
 
 
 def build_broken_results(fx: Path, rng: random.Random) -> None:
-    """Runs with a broken progress.csv or metrics.json (trex.plot), zoos with a broken evaluation.json, zoo runs
+    """Runs with a broken progress.csv or metrics.json (experiments.plot), zoos with a broken evaluation.json, zoo runs
     folders whose series is random bytes or empty (baseline_agent.zoo)."""
     valid, bad = fx / "valid", fx / "bad"
     for name, data in (

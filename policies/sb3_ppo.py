@@ -20,8 +20,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from procgen_common.config import from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ModelConfig
+from procgen_common.sb3_agent import SB3Agent
 from procgen_common.training_run import TrainingRun
-from trex.sb3_agent import SB3Agent
 
 ALGO = "sb3_ppo"
 

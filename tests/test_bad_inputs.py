@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from baseline_agent import zoo
+from experiments.pipeline import Config as PipelineConfig
+from experiments.pipeline import check_devices, check_is_experiment
 from procgen_common.agents import load_agent
 from procgen_common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from procgen_common.cli import UserError
@@ -15,8 +17,6 @@ from procgen_common.config import ConfigError, load_config
 from tests.conftest import REPO, assert_one_line_error, run_cli
 from tests.trex.conftest import write_synthetic_demos
 from trex.demos import DemoSet, load_demo
-from trex.pipeline import Config as PipelineConfig
-from trex.pipeline import check_devices, check_is_experiment
 from trex.reward_net import RewardNetConfig, load_reward_net, save_untrained_reward_net
 
 
@@ -105,7 +105,7 @@ def test_the_pipeline_refuses_an_empty_dir_a_foreign_folder_and_an_absent_device
     "args",
     [
         ["-m", "baseline_agent.train", "--frobnicate"],
-        ["-m", "trex.pipeline", "-c"],
+        ["-m", "experiments.pipeline", "-c"],
         ["-m", "trex.evaluate_reward", "--seed", "inf", "model", "demos"],
     ],
 )

@@ -35,8 +35,8 @@ from procgen_common.config import bounded, load_config, read_yaml, save_config, 
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game, one_level_config
 from procgen_common.logger import close_bar, progress_bar
 from procgen_common.runs import FolderLock, pick_device, use_threads
+from procgen_common.sb3_agent import load_sb3_agent
 from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
-from trex.sb3_agent import load_sb3_agent
 
 MAX_LEVEL_SEED = 2**31 - 3  # Procgen seeds are int32; a one-level env also needs seed + 1 for its test range
 

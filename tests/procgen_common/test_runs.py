@@ -35,7 +35,7 @@ def test_every_entry_point_refuses_a_folder_another_job_holds(tmp_path):
             (["-m", "baseline_agent.train", "-c", "configs/cpu.yaml", f"run.dir={held}"], "run.dir"),
             (["-m", "policies.train", "-c", "configs/cpu.yaml", f"run.dir={held}"], "run.dir"),
             (["-m", "trex.train_reward", f"data.demos={synthetic_demos}", f"run.dir={held}"], "run.dir"),
-            (["-m", "trex.pipeline", "-c", "configs/quickstart.yaml", f"dir={held}"], "dir"),
+            (["-m", "experiments.pipeline", "-c", "configs/quickstart.yaml", f"dir={held}"], "dir"),
             (["-m", "trex.generate_demos", "checkpoints=zoo:starpilot/step_000000000", f"out_dir={held}"], "out_dir"),
         ]
         for args, key in jobs:

@@ -14,9 +14,9 @@ from procgen_common.checkpoint import CheckpointError
 from procgen_common.cli import UserError
 from procgen_common.config import load_config
 from procgen_common.env import EnvConfig, ProcgenVecEnv, one_level_config
+from procgen_common.sb3_agent import load_sb3_agent
 from trex.demos import DemoSet, read_index, save_demo
 from trex.generate_demos import Config, DemoJob, generate, play_demos
-from trex.sb3_agent import load_sb3_agent
 
 
 def _config(*overrides: str) -> Config:

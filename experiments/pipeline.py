@@ -1,6 +1,6 @@
-"""The whole T-REX experiment in one command (issue 5).
+"""The whole T-REX experiment in one command.
 
-    python -m trex.pipeline -c configs/quickstart.yaml [key=value ...]
+    python -m experiments.pipeline -c configs/quickstart.yaml [key=value ...]
 
 Stages, each in its own subfolder of ``dir``:
 
@@ -72,7 +72,7 @@ class EvaluationConfig:
 
 @dataclass
 class Config:
-    """The whole T-REX experiment (trex.pipeline). Each stage section is that stage's own config, except the
+    """The whole T-REX experiment (experiments.pipeline). Each stage section is that stage's own config, except the
     keys the pipeline sets itself: the env (from env.*), seeds (from seed), run folders and the paths that
     connect the stages."""
 
@@ -351,7 +351,7 @@ def report_markdown(
     lines = [
         f"# T-REX experiment: {env.game} ({env.distribution_mode})",
         "",
-        f"`python -m trex.pipeline` with `{root / 'config.yaml'}`: {source}; each checkpoint played the "
+        f"`python -m experiments.pipeline` with `{root / 'config.yaml'}`: {source}; each checkpoint played the "
         f"demonstrations at epsilon {', '.join(f'{e:g}' for e in demos.epsilons)}; a reward model learned from their "
         f"ranking by {config.reward.data.rank_by} ({config.reward.data.comparison} comparisons); the agent "
         f"({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps) trained "
@@ -420,7 +420,7 @@ def report_markdown(
 
 
 def write_report(config: Config, root: Path, times: dict) -> Path:
-    from trex.plot import make_plots, plot_reward_hacking  # matplotlib is imported only for the report
+    from experiments.plot import make_plots, plot_reward_hacking  # matplotlib is imported only for the report
 
     rows = json.loads((root / "evaluation" / "summary.json").read_text())
     reward_summary = json.loads((root / "reward" / "generalization.json").read_text())
@@ -629,10 +629,10 @@ all evaluated on held-out levels, and report.md. Finished stages are skipped and
 @main_guard
 def main(argv: list[str] | None = None) -> None:
     parser = config_parser(
-        "python -m trex.pipeline",
+        "python -m experiments.pipeline",
         DESCRIPTION,
         Config,
-        "python -m trex.pipeline -c configs/quickstart.yaml dir=experiments/coinrun env.game=coinrun",
+        "python -m experiments.pipeline -c configs/quickstart.yaml dir=experiments/coinrun env.game=coinrun",
     )
     args = parser.parse_args(argv)
     config = load_config(Config, args.config, args.overrides)

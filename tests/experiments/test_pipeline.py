@@ -8,10 +8,10 @@ import re
 import pytest
 import torch
 
+from experiments.pipeline import STAGE_NAMES, Config, run_pipeline
 from procgen_common.cli import UserError
 from procgen_common.config import ConfigError, load_config
 from tests.conftest import REPO, assert_one_line_error, run_cli
-from trex.pipeline import STAGE_NAMES, Config, run_pipeline
 
 PPO = [
     "model.arch=nature",
@@ -175,7 +175,14 @@ def test_keys_the_pipeline_sets_are_refused():
 
 def test_cli_reports_a_bad_stage_setting_in_one_line(tmp_path):
     result = run_cli(
-        ["-m", "trex.pipeline", "-c", "configs/quickstart.yaml", f"dir={tmp_path}", "agent.ppo.num_minibatches=7"],
+        [
+            "-m",
+            "experiments.pipeline",
+            "-c",
+            "configs/quickstart.yaml",
+            f"dir={tmp_path}",
+            "agent.ppo.num_minibatches=7",
+        ],
         REPO,
     )
     assert result.returncode == 2
@@ -209,7 +216,7 @@ def test_a_zoo_demonstrator_is_recorded_not_trained(experiment, tmp_path):
 
 
 def test_the_quickstart_plays_a_committed_zoo_checkpoint_of_its_game():
-    from trex.pipeline import zoo_files
+    from experiments.pipeline import zoo_files
 
     config = load_config(Config, REPO / "configs" / "quickstart.yaml")
     files = zoo_files(config)  # the whole series, checked to play env.game

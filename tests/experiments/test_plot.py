@@ -1,4 +1,4 @@
-"""trex.plot: figures, plot_data.json and results.md built from synthetic run folders whose values are known (the
+"""experiments.plot: figures, plot_data.json and results.md built from synthetic run folders whose values are known (the
 statistics themselves: tests/procgen_common/test_stats.py)."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments import plot
+from experiments.plot import aggregate_curve, make_plots, method_name
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.env import normalized_score
 from procgen_common.stats import Stats
 from tests.conftest import assert_one_line_error
-from trex import plot
-from trex.plot import aggregate_curve, make_plots, method_name
 
 PNG = b"\x89PNG\r\n\x1a\n"
 COLUMNS = ["step", "time/sps", "charts/episodic_return", "charts/episodic_length", "eval/test_return"]

@@ -1,6 +1,6 @@
 """Figures and tables of an experiment: learning curves over seeds, the T-REX reward figures, final results.
 
-    python -m trex.plot RUN_DIR... [--out DIR] [--agg mean|iqm] [--labels LABEL...]
+    python -m experiments.plot RUN_DIR... [--out DIR] [--agg mean|iqm] [--labels LABEL...]
 
 Each RUN_DIR is a run folder or a folder holding run folders (searched a few levels down):
 
@@ -523,14 +523,14 @@ def make_plots(
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = OneLineParser(
-        prog="python -m trex.plot",
+        prog="python -m experiments.plot",
         description="Learning curves over seeds (mean or IQM with 95% stratified-bootstrap CIs), the T-REX reward "
         "figures and a markdown table of final held-out results, from run folders.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-        "  python -m trex.plot runs/ppo-starpilot-nature-seed0 runs/ppo-starpilot-nature-seed1 --out plots\n"
-        "  python -m trex.plot runs/experiment --agg iqm\n"
-        "  python -m trex.plot runs/ppo-true runs/ppo-learned --labels 'true reward' 'learned reward'",
+        "  python -m experiments.plot runs/ppo-starpilot-nature-seed0 runs/ppo-starpilot-nature-seed1 --out plots\n"
+        "  python -m experiments.plot runs/experiment --agg iqm\n"
+        "  python -m experiments.plot runs/ppo-true runs/ppo-learned --labels 'true reward' 'learned reward'",
     )
     parser.add_argument(
         "run_dirs",
