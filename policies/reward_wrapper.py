@@ -82,8 +82,11 @@ class LearnedRewardVecEnv(VecEnvWrapper):
 
     ``reward_net(frames, actions)`` maps uint8 frames ``(B, 64, 64, 3)`` (and int64 actions ``(B,)``,
     used when ``reward_net.config.use_action``) to rewards of every ensemble member, float ``(K, B)``,
-    as ``trex.reward_net.RewardNet`` does.
+    as ``trex.reward_net.RewardNet`` does. Its running scaler is saved in checkpoints under ``checkpoint_key``
+    (``procgen_common.training_run``).
     """
+
+    checkpoint_key = "reward_wrapper"
 
     def __init__(
         self,

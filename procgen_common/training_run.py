@@ -1,11 +1,14 @@
 """What every RL trainer of the suite does around its own updates, written once.
 
-``TrainingRun`` holds a run of the suite's shape (PPO in ``baseline_agent.train``, the agents in
-``policies``): the
-checked run folder and its ``config.yaml``, ``progress.csv`` and TensorBoard through ``RunLogger``, the
-tqdm bar, the checkpoint series ``checkpoints/step_<step>.pt`` (evenly spaced from the initial to the
-final policy) and ``checkpoints/latest.pt`` for resuming, and the periodic held-out evaluation.
+``TrainingRun`` holds a run of the suite's shape, whatever the algorithm: the checked run folder and its
+``config.yaml``, ``progress.csv`` and TensorBoard through ``RunLogger``, the tqdm bar, the checkpoint series
+``checkpoints/step_<step>.pt`` (evenly spaced from the initial to the final policy) and
+``checkpoints/latest.pt`` for resuming, and the periodic held-out evaluation.
 ``EpisodeStats`` keeps the last 100 training episodes' true and learned returns side by side.
+
+Env wrappers with state of their own (a learned reward's running scaler) are saved and restored here too, for
+every algorithm: any wrapper in the training env's chain whose class has ``state_dict`` and ``load_state_dict``
+(``stateful_wrappers``).
 
 An algorithm's loop stays flat: it builds its networks, restores them from ``run.resume_from``, calls
 ``run.begin(...)``, then per iteration collects experience, updates, and calls ``run.end_iteration``.
@@ -50,6 +53,22 @@ COMMON_COLUMNS = [
     "charts/episodes",
 ]
 EVAL_COLUMNS = ["eval/train_return", "eval/test_return", "eval/all_return"]
+
+
+def stateful_wrappers(env: VecEnv) -> dict[str, object]:
+    """The wrappers of ``env``'s chain (from the outside in, down ``.venv``) whose class has ``state_dict`` and
+    ``load_state_dict``, by their checkpoint key: the class's ``checkpoint_key``, else its name.
+
+    The class is asked, not the object: SB3's ``VecEnvWrapper`` forwards unknown attributes down the chain, so
+    every wrapper above a stateful one would seem stateful too.
+    """
+    found = {}
+    while env is not None:
+        cls = type(env)
+        if callable(getattr(cls, "state_dict", None)) and callable(getattr(cls, "load_state_dict", None)):
+            found[getattr(cls, "checkpoint_key", cls.__name__)] = env
+        env = getattr(env, "venv", None)
+    return found
 
 
 class EpisodeStats:
@@ -129,6 +148,7 @@ class TrainingRun:
             print(f"resuming {self.run_dir} from step {self.step:,}{done}", file=sys.stderr)
         self.logger: RunLogger | None = None
         self.bar: tqdm.tqdm | None = None
+        self.wrappers: dict[str, object] = {}
 
     def make_env(self, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> VecEnv:
         """The training env, wrapped by ``wrap_env`` (e.g. the learned reward) when given."""
@@ -136,7 +156,12 @@ class TrainingRun:
         # A resumed run draws a new level order: Procgen's C++ state is not saved, so replaying the
         # first seed's levels would repeat the start of training.
         env = ProcgenVecEnv(c.env, "train", seed=c.train.seed * 1_000_003 + self.update)
-        return wrap_env(env) if wrap_env is not None else env
+        env = wrap_env(env) if wrap_env is not None else env
+        self.wrappers = stateful_wrappers(env)
+        for key, wrapper in self.wrappers.items():
+            if self.resume_from is not None and key in self.resume_from:
+                wrapper.load_state_dict(self.resume_from[key])
+        return env
 
     def begin(self, state: Callable[[], dict], make_agent: Callable[[], object], net: torch.nn.Module) -> None:
         """Open the logs and the progress bar. ``state()`` gives the algorithm's checkpoint entries (at least
@@ -179,6 +204,8 @@ class TrainingRun:
             "mean_return": self.episodes.mean_return,
             "config": to_dict(self.config),
             **self.state(),
+            # A wrapper without state (a learned reward that is not scaled) adds no entry.
+            **{key: state for key, wrapper in self.wrappers.items() if (state := wrapper.state_dict())},
             "rng": {"torch": torch.get_rng_state()},
             "update": self.update,
             "elapsed_s": self.elapsed,
