@@ -304,14 +304,19 @@ def train_ppo(
     return run.run_dir
 
 
-def train(config: Config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
+def train(
+    config: Config,
+    wrap_env: Callable[[VecEnv], VecEnv] | None = None,
+    must_match: Sequence[str] = RESUME_MUST_MATCH,
+) -> Path:
     """Run PPO training as configured; returns the run folder.
 
     ``wrap_env(env)``, if given, wraps the training env (e.g. ``policies.reward_wrapper``'s learned
     reward); when its episode infos carry ``learned_r``, their mean is logged as ``charts/learned_return``.
+    ``must_match``: the config sections a resume must keep (``policies.registry`` adds the agent and reward).
     """
     make_net = partial(ActorCritic, config.model, OBS_SHAPE, NUM_ACTIONS)
-    return train_ppo(config, make_net, "ppo", RESUME_MUST_MATCH, wrap_env)
+    return train_ppo(config, make_net, "ppo", must_match, wrap_env)
 
 
 DESCRIPTION = """Train a PPO agent on a Procgen game: the demonstrator whose checkpoint series T-REX draws

@@ -10,7 +10,7 @@ one step at a time. ``gru_gate_stats`` recomputes the GRU's gates for ``gru.log_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -165,7 +165,7 @@ class RecurrentAgent:
 
 
 def load_ppo_gru_agent(checkpoint: dict, device: torch.device | str = "cpu") -> RecurrentAgent:
-    """Rebuild a ppo_gru agent from a checkpoint (``procgen_common.agents.AGENT_LOADERS``)."""
+    """Rebuild a ppo_gru agent from a checkpoint (``policies.registry``)."""
     model = from_dict(ModelConfig, checkpoint["config"]["model"], "in the checkpoint")
     gru = from_dict(GRUConfig, checkpoint["config"]["gru"], "in the checkpoint")
     net = RecurrentActorCritic(model, gru)
@@ -176,14 +176,13 @@ def load_ppo_gru_agent(checkpoint: dict, device: torch.device | str = "cpu") -> 
 # Columns of gru.log_rnn_stats (gru_gate_stats), after PPO's.
 RNN_COLUMNS = [f"rnn/{name}" for name in ("hidden_norm", "update_gate_mean", "update_gate_saturation",
                                           "reset_gate_saturation", "candidate_saturation")]  # fmt: skip
-RESUME_MUST_MATCH = ("env", "model", "ppo", "gru", "agent", "reward")
 
 
-def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
+def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None, must_match: Sequence[str]) -> Path:
     """Train recurrent PPO as configured (a ``policies.train.Config``); returns the run folder."""
     make_net = partial(RecurrentActorCritic, config.model, config.gru)
     rnn_stats = rollout_rnn_stats if config.gru.log_rnn_stats else None
-    return train_ppo(config, make_net, ALGO, RESUME_MUST_MATCH, wrap_env, RNN_COLUMNS, rnn_stats)
+    return train_ppo(config, make_net, ALGO, must_match, wrap_env, RNN_COLUMNS, rnn_stats)
 
 
 @torch.no_grad()

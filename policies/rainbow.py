@@ -17,7 +17,7 @@ import copy
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,6 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from policies.replay import ReplayBuffer
-from policies.reward_wrapper import LearnedRewardVecEnv
 from procgen_common.config import bounded, from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ModelConfig, make_encoder
@@ -257,7 +256,7 @@ class QAgent:
 
 
 def load_rainbow_agent(checkpoint: dict, device: torch.device | str = "cpu") -> QAgent:
-    """Rebuild a Rainbow agent from a checkpoint (``procgen_common.agents.AGENT_LOADERS``)."""
+    """Rebuild a Rainbow agent from a checkpoint (``policies.registry``)."""
     model = from_dict(ModelConfig, checkpoint["config"]["model"], "in the checkpoint")
     rainbow = from_dict(RainbowConfig, checkpoint["config"]["rainbow"], "in the checkpoint")
     net = QNetwork(model, rainbow)
@@ -278,13 +277,12 @@ PROGRESS_COLUMNS = [
     "replay/beta",
     "replay/updates",
 ]
-RESUME_MUST_MATCH = ("env", "model", "rainbow", "agent", "reward")
 
 
-def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
+def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None, must_match: Sequence[str]) -> Path:
     """Train Rainbow as configured (a ``policies.train.Config``); returns the run folder."""
     c, r = config, config.rainbow
-    run = TrainingRun(config, ALGO, PROGRESS_COLUMNS, RESUME_MUST_MATCH)
+    run = TrainingRun(config, ALGO, PROGRESS_COLUMNS, must_match)
     device, autocast = run.device, run.autocast
     N = c.env.num_envs
 
@@ -304,8 +302,6 @@ def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
         optimizer.load_state_dict(saved["optimizer"])
         updates_due, num_updates = saved["updates_due"], saved["num_updates"]
         next_target_update = saved["next_target_update"]
-        if isinstance(env, LearnedRewardVecEnv):
-            env.load_state_dict(saved["reward_wrapper"])
     # Replay order from the seed and the iteration: a resumed run draws anew, as its levels do.
     rng = np.random.default_rng([c.train.seed, run.update])
 
@@ -319,8 +315,6 @@ def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
         }
         if r.target_network:
             out["target"] = target.state_dict()
-        if isinstance(env, LearnedRewardVecEnv):
-            out["reward_wrapper"] = env.state_dict()
         return out
 
     run.begin(state, lambda: QAgent(net, r.epsilon_final, device), net)

@@ -10,7 +10,7 @@ logs, checkpoints and evaluation are the suite's (``TrainingRun``). Checkpoints 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,6 @@ SB3_KEYS = {
     "train/explained_variance": "losses/explained_variance",
 }
 PROGRESS_COLUMNS = ["charts/learning_rate", "losses/entropy", *SB3_KEYS.values()]
-RESUME_MUST_MATCH = ("env", "model", "ppo", "agent", "reward")
 
 
 def policy_kwargs(model: ModelConfig, adam_eps: float = 1e-5) -> dict:
@@ -43,7 +42,7 @@ def policy_kwargs(model: ModelConfig, adam_eps: float = 1e-5) -> dict:
 
 
 def load_sb3_ppo_agent(checkpoint: dict, device: torch.device | str = "cpu") -> SB3Agent:
-    """Rebuild an sb3_ppo agent from a checkpoint (``procgen_common.agents.AGENT_LOADERS``)."""
+    """Rebuild an sb3_ppo agent from a checkpoint (``policies.registry``)."""
     from gymnasium import spaces
     from stable_baselines3.common.policies import ActorCriticCnnPolicy
 
@@ -56,14 +55,14 @@ def load_sb3_ppo_agent(checkpoint: dict, device: torch.device | str = "cpu") -> 
     return SB3Agent(policy.to(device), device)
 
 
-def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> Path:
+def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None, must_match: Sequence[str]) -> Path:
     """Train SB3's PPO as configured (a ``policies.train.Config``); returns the run folder."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.vec_env import VecNormalize
 
     c, p = config, config.ppo
-    run = TrainingRun(config, ALGO, PROGRESS_COLUMNS, RESUME_MUST_MATCH)
+    run = TrainingRun(config, ALGO, PROGRESS_COLUMNS, must_match)
     env = run.make_env(wrap_env)
     if p.reward_scaling:
         env = VecNormalize(env, norm_obs=False, norm_reward=True, clip_reward=p.reward_clip, gamma=p.gamma)

@@ -2,12 +2,12 @@
 
     python -m policies.train -c configs/policy-ppo-learned.yaml reward.model=runs/trex-starpilot-trex-seed0
 
-``agent.algo`` picks the learner: ``ppo`` (the demonstrator's PPO, ``baseline_agent.train``),
-``ppo_gru`` (recurrent PPO, ``policies.ppo_gru``), ``rainbow`` (Rainbow DQN, ``policies.rainbow``) or
-``sb3_ppo`` (stable-baselines3's PPO, a reference for cross-checks). ``reward.source=learned`` puts the
-reward model ``reward.model`` on the training env (``policies.reward_wrapper``); the true return is
-still logged (``charts/episodic_return``) beside the learned one (``charts/learned_return``), and the
-held-out evaluation always plays the game's true reward.
+``agent.algo`` picks the learner from ``policies.registry``: ``ppo`` (the demonstrator's PPO,
+``baseline_agent.train``), ``ppo_gru`` (recurrent PPO, ``policies.ppo_gru``), ``rainbow`` (Rainbow DQN,
+``policies.rainbow``) or ``sb3_ppo`` (stable-baselines3's PPO, a reference for cross-checks).
+``reward.source=learned`` puts the reward model ``reward.model`` on the training env
+(``policies.reward_wrapper``); the true return is still logged (``charts/episodic_return``) beside the
+learned one (``charts/learned_return``), and the held-out evaluation always plays the game's true reward.
 
 The run folder and checkpoints are the foundation's (config.yaml, progress.csv, tb/,
 checkpoints/step_<step>.pt and latest.pt, ``train.resume=true``), so ``test_policy.py RUN`` evaluates
@@ -16,7 +16,6 @@ every algorithm.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,22 +24,13 @@ from typing import Literal
 from baseline_agent.train import Config as BaselineConfig
 from policies.ppo_gru import GRUConfig
 from policies.rainbow import RainbowConfig
+from policies.registry import ALGORITHMS
 from policies.reward_wrapper import RewardConfig, reward_wrapper
 from procgen_common.cli import config_parser, main_guard
 from procgen_common.config import load_config
-from procgen_common.runs import pick_device, prepare_run_dir
+from procgen_common.runs import pick_device
 
-Algo = Literal["ppo", "ppo_gru", "rainbow", "sb3_ppo"]
-
-# Each algorithm's trainer, ``train(config, wrap_env) -> run folder``, imported on use.
-TRAINERS = {
-    "ppo": "baseline_agent.train:train",
-    "ppo_gru": "policies.ppo_gru:train",
-    "rainbow": "policies.rainbow:train",
-    "sb3_ppo": "policies.sb3_ppo:train",
-}
-# baseline_agent.train checks a resume against env, model and ppo; here the agent and reward must match too.
-PPO_RESUME_MUST_MATCH = ("env", "model", "ppo", "agent", "reward")
+Algo = Literal[tuple(ALGORITHMS)]
 
 
 @dataclass
@@ -138,16 +128,14 @@ def train(config: Config) -> Path:
 
     A bad reward model (missing, corrupt, not a reward model, another game) stops here before any work.
     """
-    algo = config.agent.algo
-    gamma = config.rainbow.gamma if algo == "rainbow" else config.ppo.gamma
+    algorithm = ALGORITHMS[config.agent.algo]
+    gamma = config.rainbow.gamma if algorithm.name == "rainbow" else config.ppo.gamma
     wrap_env = reward_wrapper(config.reward, config.env, gamma, pick_device(config.train.device))
-    if algo == "ppo" and config.train.resume and (config.run_dir / "checkpoints" / "latest.pt").exists():
-        prepare_run_dir(config.run_dir, config, True, PPO_RESUME_MUST_MATCH)
-    module, function = TRAINERS[algo].split(":")
-    return getattr(importlib.import_module(module), function)(config, wrap_env)
+    return algorithm.train(config, wrap_env, algorithm.resume_sections)
 
 
-DESCRIPTION = """Train an agent (ppo, ppo_gru, rainbow or sb3_ppo) on a Procgen game's true reward or on a learned
+*_others, _last = ALGORITHMS
+DESCRIPTION = f"""Train an agent ({", ".join(_others)} or {_last}) on a Procgen game's true reward or on a learned
 T-REX reward model, logging the true and the learned episode returns side by side. Writes config.yaml,
 progress.csv, tb/ and checkpoints/ to run.dir; evaluate the result with `python test_policy.py RUN`."""
 

@@ -1,13 +1,17 @@
 """Loading any saved agent of the suite from a checkpoint file or a run folder.
 
-Each checkpoint names its ``algo``; ``AGENT_LOADERS`` maps that name to the function that
-rebuilds the agent. Loaders are named as ``module:function`` strings and imported on use, so
-this shared module does not import the packages that build on it.
+Each checkpoint names its ``algo``, the kind of agent it holds. The demonstrator's ``ppo`` loads here (its
+network is the shared ``ActorCritic``). Every other kind is defined in a layer above, which declares its
+loader, ``load(checkpoint, device) -> agent``, as an entry point of the group ``procgen_trex.agents`` in
+pyproject.toml (its registry of algorithms says why): the installed package's metadata names it, and it is
+imported only when a checkpoint of its kind is loaded, so this module names none of those layers and every
+caller loads every kind.
 """
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +23,20 @@ from procgen_common.config import from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig, check_game
 from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig
 
-AGENT_LOADERS = {
-    "ppo": "procgen_common.agents:load_ppo_agent",
-    "ppo_gru": "policies.ppo_gru:load_ppo_gru_agent",
-    "rainbow": "policies.rainbow:load_rainbow_agent",
-    "sb3_ppo": "policies.sb3_ppo:load_sb3_ppo_agent",
-}
+AGENT_ENTRY_POINTS = "procgen_trex.agents"
+
+
+def agent_kinds() -> list[str]:
+    """The kinds of agent this suite loads: ``ppo`` and those declared under ``AGENT_ENTRY_POINTS``."""
+    return ["ppo", *sorted(entry_points(group=AGENT_ENTRY_POINTS).names)]
+
+
+def agent_loader(algo: str) -> Callable | None:
+    """The function that rebuilds an agent of kind ``algo`` from its checkpoint, or None for an unknown kind."""
+    if algo == "ppo":
+        return load_ppo_agent
+    declared = list(entry_points(group=AGENT_ENTRY_POINTS, name=algo)) if isinstance(algo, str) else []
+    return declared[0].load() if declared else None
 
 
 class RandomAgent:
@@ -76,11 +88,12 @@ def load_agent(path: str | Path, device: torch.device | str = "cpu"):
     path = resolve_checkpoint(path)
     checkpoint = load_checkpoint(path)
     algo = checkpoint.get("algo")
-    if algo not in AGENT_LOADERS:
-        raise CheckpointError(f"{path} holds an agent of kind {algo!r}; this suite loads {', '.join(AGENT_LOADERS)}")
+    loader = agent_loader(algo)
+    if loader is None:
+        kinds = agent_kinds()
+        missing = " (the others once the suite is installed: pip install -e .)" if kinds == ["ppo"] else ""
+        raise CheckpointError(f"{path} holds an agent of kind {algo!r}; this suite loads {', '.join(kinds)}{missing}")
     check_finite_weights(checkpoint.get("model") or {}, path)
-    module, function = AGENT_LOADERS[algo].split(":")
-    loader = getattr(importlib.import_module(module), function)
     try:
         agent = loader(checkpoint, device)
     except (KeyError, RuntimeError) as err:

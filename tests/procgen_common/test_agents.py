@@ -84,6 +84,9 @@ def test_bad_paths_and_files(tmp_path, tiny_run):
     save_checkpoint(tmp_path / "dqn.pt", {**other, "algo": "dqn"})
     with pytest.raises(CheckpointError, match="kind 'dqn'"):
         load_agent(tmp_path / "dqn.pt")
+    # The kinds listed are the demonstrator's and those the layers above declare (pyproject.toml's entry points).
+    with pytest.raises(CheckpointError, match="this suite loads ppo, ppo_gru, rainbow, sb3_ppo$"):
+        load_agent(tmp_path / "dqn.pt")
     # Weights of another shape (a wider hidden layer in the config than in the weights).
     config = {**good["config"], "model": {**good["config"]["model"], "hidden_size": 64}}
     save_checkpoint(tmp_path / "misfit.pt", {**other, "config": config})
