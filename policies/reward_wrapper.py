@@ -10,9 +10,9 @@ this suite descends from. The wrapper keeps the observation it last returned and
 ``ProcgenVecEnv`` it equals ``infos[i]['terminal_observation']`` on the step that ends an episode.
 
 Per step, in order: every ensemble member scores the frames in one no-grad batch; the members are
-combined into ``mean - std_coef * std``; optionally squashed by a sigmoid (the original T-REX trained
-PPO on sigmoid(r)); optionally divided by a running std of discounted learned returns (the Procgen
-paper's reward scaling, ``baseline_agent.ppo.RewardScaler``). The scoring runs in ``step_async``,
+combined into ``mean - std_coef * std``, less a constant ``offset``; optionally squashed by a sigmoid (the
+original T-REX trained PPO on sigmoid(r)); optionally divided by a running std of discounted learned returns
+(the Procgen paper's reward scaling, ``baseline_agent.ppo.RewardScaler``). The scoring runs in ``step_async``,
 while Procgen's C++ threads step the environments.
 
 The true reward stays visible: ``infos[i]['true_reward']`` every step, and on the step that ends an
@@ -50,6 +50,10 @@ class RewardConfig:
     """The reward model for source=learned: a reward_net.pt file or a trex.train_reward run folder."""
     sigmoid: bool = False
     """Squash each learned reward with a sigmoid, as the original T-REX trained PPO on sigmoid(r)."""
+    offset: float = 0.0
+    """Subtracted from every learned reward (before the sigmoid). The ranking loss cannot see a constant per frame, so
+    a model's per-frame mean is arbitrary, and a positive one pays the agent for every step it survives: set this to
+    the reward's per-frame mean on the demos (bench/reward_per_frame.py prints it) to take that bonus away."""
     std_coef: float = bounded(0.0, 0.0)
     """For an ensemble: reward = mean - std_coef * std over its members (0 = the mean; > 0 penalises frames
     the members disagree on)."""
@@ -94,6 +98,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         reward_net: torch.nn.Module,
         *,
         sigmoid: bool = False,
+        offset: float = 0.0,
         std_coef: float = 0.0,
         scale: bool = False,
         gamma: float = 0.99,
@@ -105,7 +110,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         self.device = torch.device(device)
         self.reward_net = reward_net.eval().to(self.device)
         self.use_action = bool(getattr(getattr(reward_net, "config", None), "use_action", False))
-        self.sigmoid, self.std_coef, self.batch_size = sigmoid, std_coef, batch_size
+        self.sigmoid, self.offset, self.std_coef, self.batch_size = sigmoid, offset, std_coef, batch_size
         self.scaler = RewardScaler(self.num_envs, gamma, clip) if scale else None
         self._prev_obs: np.ndarray | None = None
         self._learned: np.ndarray | None = None
@@ -120,7 +125,7 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             a = None
             if self.use_action:
                 a = torch.as_tensor(actions[start : start + self.batch_size], device=self.device).long()
-            reward = combine_members(self.reward_net(x, a).float(), self.std_coef)
+            reward = combine_members(self.reward_net(x, a).float(), self.std_coef) - self.offset
             if self.sigmoid:
                 reward = torch.sigmoid(reward)
             out.append(reward)
@@ -207,6 +212,7 @@ def reward_wrapper(
             venv,
             net,
             sigmoid=config.sigmoid,
+            offset=config.offset,
             std_coef=config.std_coef,
             scale=config.scale,
             gamma=gamma,

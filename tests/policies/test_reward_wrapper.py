@@ -119,6 +119,19 @@ def test_ensemble_mean_minus_k_std_and_sigmoid():
     np.testing.assert_allclose(rewards, expected, rtol=1e-5)
 
 
+def test_an_offset_is_subtracted_from_every_learned_reward_before_the_sigmoid():
+    rewards = {}
+    for offset, sigmoid in ((0.0, False), (0.25, False), (0.25, True)):
+        env = LearnedRewardVecEnv(_procgen(), MeanPixelReward(), offset=offset, sigmoid=sigmoid)
+        env.reset()
+        try:
+            rewards[offset, sigmoid] = env.step(np.zeros(4, dtype=np.int64))[1]
+        finally:
+            env.close()
+    np.testing.assert_allclose(rewards[0.25, False], rewards[0.0, False] - 0.25, rtol=1e-6)
+    np.testing.assert_allclose(rewards[0.25, True], 1.0 / (1.0 + np.exp(-(rewards[0.0, False] - 0.25))), rtol=1e-5)
+
+
 def test_running_scaling_is_the_ppo_reward_scaler_on_the_learned_rewards():
     env = LearnedRewardVecEnv(_procgen(), MeanPixelReward(), scale=True, gamma=0.9, clip=5.0)
     reference = RewardScaler(4, 0.9, 5.0)
