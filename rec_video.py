@@ -24,15 +24,10 @@ from procgen_common.agents import load_agent
 from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import closest
 from procgen_common.env import GAMES, EnvConfig
+from procgen_common.episodes import Episode
 from procgen_common.runs import pick_device
 from procgen_common.sb3_agent import load_sb3_agent
-from procgen_common.video import (
-    RecordedEpisode,
-    episode_frames,
-    record_episodes,
-    trace_frames,
-    write_video,
-)
+from procgen_common.video import episode_frames, record_episodes, trace_frames, write_video
 from trex.demos import DemoSet
 from trex.evaluate_reward import member_rewards
 from trex.reward_net import load_reward_net
@@ -199,7 +194,7 @@ def load_reward_fn(model: str, game: str, mode: str, device):
     return lambda obs, actions: member_rewards(net, obs, actions, device).mean(0)
 
 
-def load_demo_episode(folder: str, demo_id: str) -> tuple[RecordedEpisode, DemoSet]:
+def load_demo_episode(folder: str, demo_id: str) -> tuple[Episode, DemoSet]:
     demo_set = DemoSet.open(folder)
     ids = [info.demo_id for info in demo_set.infos]
     if demo_id not in ids:
@@ -209,7 +204,7 @@ def load_demo_episode(folder: str, demo_id: str) -> tuple[RecordedEpisode, DemoS
         )
     demo = demo_set.load(demo_set.infos[ids.index(demo_id)])
     info = demo.info
-    episode = RecordedEpisode(demo.obs, demo.actions, demo.rewards, info.level_seed, info.truncated, name=demo_id)
+    episode = Episode(demo.obs, demo.actions, demo.rewards, info.level_seed, info.truncated, name=demo_id)
     return episode, demo_set
 
 
@@ -262,7 +257,7 @@ def main(argv=None) -> dict:
     count = write_video(out, frames, args.fps)
 
     for k, episode in enumerate(episodes):
-        learned = "" if episode.learned_return is None else f", learned return {episode.learned_return:.3f}"
+        learned = "" if episode.learned_rewards is None else f", learned return {episode.learned_rewards.sum():.3f}"
         cut = " (cut at --max-steps)" if episode.truncated else ""
         print(f"episode {k}: {episode.name}, return {episode.true_return:g}, length {episode.length}{cut}{learned}")
     print(f"wrote {out} ({count} frames at {args.fps} fps)")

@@ -16,7 +16,7 @@
    size of the N demos' frames. A small N shows the fixed cost (mostly one minibatch's activations, some
    100-200 KB per frame of the batch); with two sizes the marginal bytes per demo byte are reported too (1.0 =
    the frames are held once, as uint8).
-3. Demo generation. Frames/s of ``trex.generate_demos``' rollout path (``play_episodes``: one-level
+3. Demo generation. Frames/s of ``trex.generate_demos``' rollout path (``play_demos``: one-level
    Procgen envs, one batched policy forward per step, chunk by chunk as ``generate()`` runs them) and of
    ``generate()`` end to end (plus compressing and writing the demos), against the policy's bare inference
    (``agent.act`` on random uint8 frames) with the same batch sizes and number of calls, chunk by chunk,
@@ -58,7 +58,7 @@ from trex.generate_demos import (
     choose_levels,
     generate,
     load_demonstrator,
-    play_episodes,
+    play_demos,
 )
 from trex.pairs import snippet_frame_indices
 from trex.reward_net import RewardNet
@@ -294,7 +294,9 @@ def generation_speed(config: DemoConfig) -> dict:
         chunk = jobs[first : first + config.num_envs]
         counting = CountingAgent(agent)
         start = time.perf_counter()
-        for episode in play_episodes(counting, env_config, chunk, config.max_length, config.deterministic, rng):
+        for episode in play_demos(
+            lambda _, agent=counting: agent, env_config, chunk, len(chunk), config.max_length, config.deterministic, rng
+        ):
             rollout["frames"] += len(episode.actions)
         rollout["s"] += time.perf_counter() - start
 

@@ -19,6 +19,7 @@ import torch
 from procgen_common.agents import load_agent, resolve_checkpoint
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, normalized_score
+from procgen_common.episodes import Episode, Job, play_episodes
 from procgen_common.logger import close_bar, progress_bar
 from procgen_common.stats import bootstrap_ci
 
@@ -43,10 +44,9 @@ def run_episodes(
     seed: int = 0,
     deterministic: bool = False,
     max_envs: int = 64,
-    max_steps: int = 100_000,
     progress=None,
 ) -> EpisodeResults:
-    """Play ``episodes`` episodes of ``agent`` on ``split``; each env plays an equal share.
+    """Play ``episodes`` episodes of ``agent`` on ``split``; each env plays an equal share (its first episodes).
 
     ``agent`` has ``initial_state(n)`` and ``act(obs, state, episode_start, deterministic)``.
     ``progress`` is an optional callable told the number of finished episodes.
@@ -54,31 +54,25 @@ def run_episodes(
     num_envs = min(episodes, max_envs)
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
+
+    def next_job(slot: int, ended: Episode | None) -> Job | None:
+        quota[slot] -= ended is not None  # what is left of the env's share
+        return Job() if quota[slot] > 0 else None
+
     env = ProcgenVecEnv(env_config, split=split, num_envs=num_envs, seed=seed)
-    returns, lengths, seeds = [], [], []
+    finished = []
     try:
-        obs = env.reset()
-        state = agent.initial_state(num_envs)
-        episode_start = np.ones(num_envs, dtype=bool)
-        done_count = np.zeros(num_envs, dtype=np.int64)
-        for _ in range(max_steps):
-            actions, state = agent.act(obs, state, episode_start, deterministic)
-            obs, _, dones, infos = env.step(actions)
-            episode_start = dones
-            for i in np.flatnonzero(dones):
-                if done_count[i] < quota[i]:
-                    ep = infos[i]["episode"]
-                    returns.append(ep["r"])
-                    lengths.append(ep["l"])
-                    seeds.append(ep["level_seed"])
-                    done_count[i] += 1
-                    if progress is not None:
-                        progress(len(returns))
-            if (done_count >= quota).all():
-                break
+        for episode in play_episodes(lambda _: agent, num_envs, next_job, env, deterministic, keep_frames=False):
+            finished.append(episode)
+            if progress is not None:
+                progress(len(finished))
     finally:
         env.close()
-    return EpisodeResults(np.array(returns, np.float64), np.array(lengths, np.int64), np.array(seeds, np.int64))
+    return EpisodeResults(
+        np.array([e.true_return for e in finished], np.float64),
+        np.array([e.length for e in finished], np.int64),
+        np.array([e.level_seed for e in finished], np.int64),
+    )
 
 
 def summarize(results: EpisodeResults, game: str, mode: str) -> dict:

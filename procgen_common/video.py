@@ -3,8 +3,8 @@
 Three steps, each usable alone:
 
 - ``record_episodes`` plays an agent (the suite's ``initial_state``/``act`` interface) and returns each
-  episode as a ``RecordedEpisode``: the frames actions were chosen on, the actions, the true rewards and,
-  given a ``RewardFn``, the learned reward of every step. ``RecordedEpisode.overlay_values()`` is the
+  episode as an ``Episode`` (``procgen_common.episodes``): the frames actions were chosen on, the actions, the
+  true rewards and, given a ``RewardFn``, the learned reward of every step. ``overlay_values(episode)`` is the
   per-frame text of the overlay as data (step, action, true return so far, learned reward and its sum).
 - ``episode_frames`` / ``trace_frames`` turn episodes into video frames: each game frame upscaled
   (nearest neighbour) with the overlay panel under it, one episode after another or several in a grid;
@@ -30,7 +30,6 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -39,6 +38,7 @@ import numpy as np
 from procgen_common.checkpoint import atomic_write_bytes
 from procgen_common.cli import UserError
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, one_level_config
+from procgen_common.episodes import MAX_LEVEL_SEED, Episode, Job, play_episodes
 
 # Procgen's 15 actions are these button combinations (procgen.env.ProcgenGym3Env.get_combos).
 ACTION_NAMES = (
@@ -58,7 +58,6 @@ ACTION_NAMES = (
     "Q",
     "E",
 )
-MAX_LEVEL_SEED = 2**31 - 3  # Procgen seeds are int32; a one-level env also needs seed + 1 for its test range
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 LINE_HEIGHT = 14  # pixels per overlay text line
 WHITE, GREY, BLUE, RED, DARK = (255, 255, 255), (190, 190, 190), (30, 90, 200), (220, 40, 40), (24, 24, 24)  # RGB
@@ -67,68 +66,25 @@ RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """A learned reward: frames uint8 ``(T, 64, 64, 3)`` and actions int64 ``(T,)`` -> per-step rewards ``(T,)``."""
 
 
-@dataclass(frozen=True)
-class RecordedEpisode:
-    """One played (or stored) episode: ``obs[t]`` is the frame action ``actions[t]`` was chosen on."""
-
-    obs: np.ndarray
-    """Frames, uint8 ``(T, 64, 64, 3)``."""
-    actions: np.ndarray
-    """Actions, int64 ``(T,)``."""
-    rewards: np.ndarray
-    """True rewards, float32 ``(T,)``: ``rewards[t]`` is what action ``t`` earned."""
-    level_seed: int
-    """The Procgen level the episode was played on (-1 where unknown)."""
-    truncated: bool = False
-    """True when the episode was cut at ``max_steps`` instead of ended by the game."""
-    learned_rewards: np.ndarray | None = None
-    """Learned reward of each step, float64 ``(T,)``, or None without a reward model."""
-    name: str = ""
-    """A label shown nowhere in the frame, for summaries (e.g. a demo id)."""
-
-    def __post_init__(self):
-        T = len(self.actions)
-        if self.obs.shape[0] != T or len(self.rewards) != T or T == 0:
-            raise ValueError(f"obs, actions and rewards must share a length >= 1; got {self.obs.shape}, {T}")
-        if self.learned_rewards is not None and len(self.learned_rewards) != T:
-            raise ValueError(f"learned_rewards: length {len(self.learned_rewards)}, expected {T}")
-
-    @property
-    def length(self) -> int:
-        return len(self.actions)
-
-    @property
-    def true_return(self) -> float:
-        return float(self.rewards.sum(dtype=np.float64))
-
-    @property
-    def learned_return(self) -> float | None:
-        return None if self.learned_rewards is None else float(self.learned_rewards.sum())
-
-    def with_learned_rewards(self, reward_fn: RewardFn) -> RecordedEpisode:
-        """A copy with ``learned_rewards`` computed by ``reward_fn`` on the frames and actions."""
-        learned = np.asarray(reward_fn(self.obs, self.actions), dtype=np.float64).reshape(-1)
-        return dataclasses.replace(self, learned_rewards=learned)
-
-    def overlay_values(self) -> list[dict]:
-        """The overlay of every frame as data: ``step``, ``action``, ``action_name``, ``reward`` (true, of
-        this step), ``return`` (true, up to and including this step), ``learned_reward`` and
-        ``learned_return`` (running sum; both None without a reward model), ``level_seed``."""
-        returns = np.cumsum(self.rewards, dtype=np.float64)
-        learned = None if self.learned_rewards is None else np.cumsum(self.learned_rewards)
-        return [
-            {
-                "step": t,
-                "action": int(self.actions[t]),
-                "action_name": ACTION_NAMES[int(self.actions[t])],
-                "reward": float(self.rewards[t]),
-                "return": float(returns[t]),
-                "learned_reward": None if learned is None else float(self.learned_rewards[t]),
-                "learned_return": None if learned is None else float(learned[t]),
-                "level_seed": self.level_seed,
-            }
-            for t in range(self.length)
-        ]
+def overlay_values(episode: Episode) -> list[dict]:
+    """The overlay of every frame as data: ``step``, ``action``, ``action_name``, ``reward`` (true, of this step),
+    ``return`` (true, up to and including this step), ``learned_reward`` and ``learned_return`` (running sum;
+    both None without a reward model), ``level_seed``."""
+    returns = np.cumsum(episode.rewards, dtype=np.float64)
+    learned = None if episode.learned_rewards is None else np.cumsum(episode.learned_rewards)
+    return [
+        {
+            "step": t,
+            "action": int(episode.actions[t]),
+            "action_name": ACTION_NAMES[int(episode.actions[t])],
+            "reward": float(episode.rewards[t]),
+            "return": float(returns[t]),
+            "learned_reward": None if learned is None else float(episode.learned_rewards[t]),
+            "learned_return": None if learned is None else float(learned[t]),
+            "level_seed": episode.level_seed,
+        }
+        for t in range(episode.length)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -153,7 +109,7 @@ def record_episodes(
     deterministic: bool = False,
     max_steps: int | None = None,
     reward_fn: RewardFn | None = None,
-) -> list[RecordedEpisode]:
+) -> list[Episode]:
     """Play ``episodes`` episodes of ``agent`` and return them in episode order.
 
     Without ``levels`` the episodes are drawn from ``split``'s levels; with ``levels``, episode ``k`` plays
@@ -170,62 +126,33 @@ def record_episodes(
     num_envs = min(num_envs, episodes)
     plan = [list(range(slot, episodes, num_envs)) for slot in range(num_envs)]  # episode numbers per slot
     env_config = dataclasses.replace(env_config, num_threads=0)
+    envs: list[ProcgenVecEnv | None] = [None] * num_envs
     builds = [0] * num_envs
 
-    def make_env(slot: int, episode: int) -> ProcgenVecEnv:
+    def next_job(slot: int, ended: Episode | None) -> Job | None:
+        done = 0 if ended is None else plan[slot].index(ended.job) + 1
+        if done == len(plan[slot]):
+            return None  # this slot has played its share; its env only keeps the batch shape
+        episode = plan[slot][done]
+        if envs[slot] is not None and levels is None and not ended.truncated:
+            return Job(episode)
+        # A new level, or an episode cut short: start the next one from a fresh env.
+        if envs[slot] is not None:
+            envs[slot].close()
         builds[slot] += 1
         if levels is not None:
-            return ProcgenVecEnv(one_level_config(env_config, levels[episode % len(levels)]), "train", 1, seed)
-        return ProcgenVecEnv(env_config, split, 1, seed=seed * 1_000_003 + slot * 1_009 + builds[slot])
+            envs[slot] = ProcgenVecEnv(one_level_config(env_config, levels[episode % len(levels)]), "train", 1, seed)
+        else:
+            envs[slot] = ProcgenVecEnv(env_config, split, 1, seed=seed * 1_000_003 + slot * 1_009 + builds[slot])
+        envs[slot].reset()
+        return Job(episode, env=envs[slot])
 
-    envs = [make_env(slot, plan[slot][0]) for slot in range(num_envs)]
-    done_in_slot = [0] * num_envs
-    buffers: list[tuple[list, list, list]] = [([], [], []) for _ in range(num_envs)]
-    finished: dict[int, RecordedEpisode] = {}
+    finished: dict[int, Episode] = {}
     try:
-        obs = np.concatenate([env.reset() for env in envs])
-        state = agent.initial_state(num_envs)
-        episode_start = np.ones(num_envs, dtype=bool)
-        while len(finished) < episodes:
-            actions, state = agent.act(obs, state, episode_start, deterministic)
-            actions = np.asarray(actions, dtype=np.int64).reshape(num_envs)
-            for slot, env in enumerate(envs):
-                env.step_async(actions[slot : slot + 1])
-            results = [env.step_wait() for env in envs]
-            next_obs = np.concatenate([r[0] for r in results])
-            episode_start = np.array([bool(r[2][0]) for r in results])
-            for slot in range(num_envs):
-                if done_in_slot[slot] == len(plan[slot]):
-                    continue  # this slot has played its share; its env only keeps the batch shape
-                frames, acts, rewards = buffers[slot]
-                frames.append(obs[slot].copy())
-                acts.append(int(actions[slot]))
-                rewards.append(float(results[slot][1][0]))
-                info = results[slot][3][0]
-                ended = bool(results[slot][2][0])
-                if not ended and (max_steps is None or len(acts) < max_steps):
-                    continue
-                episode = RecordedEpisode(
-                    np.stack(frames),
-                    np.array(acts, dtype=np.int64),
-                    np.array(rewards, dtype=np.float32),
-                    int(info["level_seed"]),
-                    truncated=not ended,
-                )
-                finished[plan[slot][done_in_slot[slot]]] = (
-                    episode.with_learned_rewards(reward_fn) if reward_fn is not None else episode
-                )
-                buffers[slot] = ([], [], [])
-                done_in_slot[slot] += 1
-                if done_in_slot[slot] < len(plan[slot]) and (levels is not None or not ended):
-                    # A new level, or an episode cut short: start the next one from a fresh env.
-                    envs[slot].close()
-                    envs[slot] = make_env(slot, plan[slot][done_in_slot[slot]])
-                    next_obs[slot] = envs[slot].reset()[0]
-                    episode_start[slot] = True
-            obs = next_obs
+        for episode in play_episodes(lambda _: agent, num_envs, next_job, None, deterministic, max_steps):
+            finished[episode.job] = episode.with_learned_rewards(reward_fn) if reward_fn is not None else episode
     finally:
-        for env in envs:
+        for env in (e for e in envs if e is not None):
             env.close()
     return [finished[k] for k in range(episodes)]
 
@@ -240,7 +167,7 @@ def upscale(frame: np.ndarray, scale: int) -> np.ndarray:
 
 
 def overlay_lines(values: dict) -> list[str]:
-    """The overlay text of one frame (from ``RecordedEpisode.overlay_values``)."""
+    """The overlay text of one frame (from ``overlay_values``)."""
     gain = f" ({values['reward']:+g})" if values["reward"] else ""
     lines = [
         f"step {values['step']}  {values['action_name']}",
@@ -298,7 +225,7 @@ def even_size(frame: np.ndarray) -> np.ndarray:
 
 
 def episode_frames(
-    episodes: Sequence[RecordedEpisode], scale: int = 4, cells: int = 1, overlay: bool = True
+    episodes: Sequence[Episode], scale: int = 4, cells: int = 1, overlay: bool = True
 ) -> Iterator[np.ndarray]:
     """Video frames of ``episodes``: with ``cells`` 1 one episode after another, else a grid of ``cells``
     places, place ``c`` playing episodes ``c, c + cells, ...`` one after another, all places in step (a
@@ -311,7 +238,7 @@ def episode_frames(
     for c in range(cells):
         timeline = []
         for episode in episodes[c::cells]:
-            values = episode.overlay_values() if overlay else [None] * episode.length
+            values = overlay_values(episode) if overlay else [None] * episode.length
             timeline.extend((episode, t, v) for t, v in enumerate(values))
         timelines.append(timeline)
     for i in range(max(len(t) for t in timelines)):
@@ -326,7 +253,7 @@ def _text(image: np.ndarray, text: str, x: int, y: int, scale: float = 0.35, col
     cv2.putText(image, text, (int(x), int(y)), FONT, scale, color, 1, cv2.LINE_AA)
 
 
-def trace_frames(episode: RecordedEpisode, scale: int = 4, plot_width: int | None = None) -> Iterator[np.ndarray]:
+def trace_frames(episode: Episode, scale: int = 4, plot_width: int | None = None) -> Iterator[np.ndarray]:
     """Video frames of one episode with its learned reward: the frame (and overlay) beside the curve of
     the learned per-step reward so far, on axes fixed for the whole episode; red ticks mark the steps
     where the game paid a reward, so one can see what the reward model rewards."""
@@ -358,7 +285,7 @@ def trace_frames(episode: RecordedEpisode, scale: int = 4, plot_width: int | Non
     _text(background, "learned reward per step", left, 15, 0.4, BLUE)
     _text(background, "| true r != 0", left + 190, 15, 0.35, RED)
 
-    for values in episode.overlay_values():
+    for values in overlay_values(episode):
         t = values["step"]
         plot = background.copy()
         for step in paid[paid <= t]:

@@ -21,14 +21,15 @@ from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.config import to_dict
 from procgen_common.env import EnvConfig, ProcgenVecEnv
+from procgen_common.episodes import Episode
 from procgen_common.video import (
     LINE_HEIGHT,
-    RecordedEpisode,
     episode_frames,
     even_size,
     find_ffmpeg,
     one_level_config,
     overlay_lines,
+    overlay_values,
     record_episodes,
     record_eval_video,
     trace_frames,
@@ -86,10 +87,10 @@ def stream_info(path) -> str:
     return next(line for line in err.splitlines() if "Video:" in line)
 
 
-def fake_episode(length: int, seed: int = 0, learned: bool = False) -> RecordedEpisode:
+def fake_episode(length: int, seed: int = 0, learned: bool = False) -> Episode:
     rng = np.random.default_rng(seed)
     rewards = (rng.random(length) < 0.3).astype(np.float32)
-    return RecordedEpisode(
+    return Episode(
         rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
         rng.integers(0, 15, length).astype(np.int64),
         rewards,
@@ -117,7 +118,7 @@ def test_overlay_values_match_a_replay_in_procgen(script, tiny_run, reward_model
         + ["--reward-model", str(reward_model), "--out", str(tmp_path / "v.mp4")]
     )
     (episode,) = summary["episodes"]
-    values = episode.overlay_values()
+    values = overlay_values(episode)
     assert len(values) == episode.length == decode(tmp_path / "v.mp4")[0]
     assert episode.true_return > 0  # some steps paid a reward, so the running return is really checked
 

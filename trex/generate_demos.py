@@ -17,10 +17,10 @@ from __future__ import annotations
 import sys
 import time
 import zlib
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,13 +32,12 @@ from procgen_common.agents import load_agent
 from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
-from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv, check_game, one_level_config
+from procgen_common.env import EnvConfig, ProcgenVecEnv, check_game, one_level_config
+from procgen_common.episodes import MAX_LEVEL_SEED, Episode, Job, play_episodes
 from procgen_common.logger import close_bar, progress_bar
 from procgen_common.runs import FolderLock, pick_device, use_threads
 from procgen_common.sb3_agent import load_sb3_agent
 from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
-
-MAX_LEVEL_SEED = 2**31 - 3  # Procgen seeds are int32; a one-level env also needs seed + 1 for its test range
 
 
 @dataclass
@@ -142,33 +141,6 @@ class DemoJob:
         return f"{self.split}-{checkpoint}{noise}-level{self.level_seed}-ep{self.episode}"
 
 
-@dataclass(frozen=True)
-class Episode:
-    """A finished episode of one job: frames acted on, actions and true rewards (see ``Demo``)."""
-
-    job: DemoJob
-    obs: np.ndarray
-    """uint8 ``(T, 64, 64, 3)``."""
-    actions: np.ndarray
-    """int64 ``(T,)``."""
-    rewards: np.ndarray
-    """float32 ``(T,)``."""
-    truncated: bool
-
-
-@dataclass
-class Lane:
-    """One slot of the batch: a one-level, one-slot env and the job it is playing (None when free)."""
-
-    job: DemoJob | None = None
-    env: ProcgenVecEnv | None = None
-    obs: np.ndarray | None = None
-    """The current frame, uint8 ``(64, 64, 3)``: the next action is chosen on it."""
-    frames: list[np.ndarray] = field(default_factory=list)
-    actions: list[int] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
-
-
 def checkpoint_files(entries: list[str]) -> list[Path]:
     """The checkpoint files named by ``Config.checkpoints``, each folder's in name (= step) order."""
     files: list[Path] = []
@@ -241,111 +213,44 @@ def play_demos(
     deterministic: bool,
     rng: np.random.Generator,
 ) -> Iterator[Episode]:
-    """Play every job, ``num_envs`` at a time in one batched step loop; yield each episode as it finishes.
-
-    Each slot of the batch (a ``Lane``) plays one job at a time on its own one-slot env of the job's level: a
-    Procgen env with ``start_level=s, num_levels=1`` plays level ``s`` and nothing else, and it cannot be
-    moved to another level or reset alone. When a job ends, its slot takes the next job of the queue
-    (``jobs`` in order, so a batch spans two checkpoints where one's jobs run out). An env whose episode
-    ended by itself has already restarted its level (Procgen replays a level exactly from its seed), so it
-    is kept for the next job on that level; one cut at ``max_length`` is mid-episode and is closed.
-
-    Every step runs one forward pass per demonstrator in the batch, on its playing slots only (a finished
-    slot costs nothing); each action is then replaced, with probability ``job.epsilon``, by a uniformly random one
-    (drawn from ``rng``). ``demonstrator(k)`` loads the agent of ``job.demonstrator == k`` when its first job
-    starts; it is dropped after its last. Agent state (None, or a tensor with one row per env, as the
-    recurrent agents keep) is kept per slot.
+    """Play every job, ``num_envs`` at a time (``play_episodes``), each slot on a one-level env of its job's
+    level, taking the next job of the queue when one ends (a batch spans two checkpoints where one's jobs run out);
+    yield each episode (its ``job`` the ``DemoJob``) as it ends. An env whose episode ended by itself has restarted
+    its level (Procgen replays a level exactly from its seed) and is kept for the next job there; one cut at
+    ``max_length`` is closed. ``demonstrator(k)`` loads the agent of ``job.demonstrator == k``; ``rng`` draws
+    the epsilon noise.
     """
     queue = deque(jobs)
-    unfinished = Counter(job.demonstrator for job in jobs)
-    agents: dict[int, Any] = {}
-    states: dict[int, Any] = {}
-    lanes = [Lane() for _ in range(min(num_envs, len(jobs)))]
-    # Envs standing at the start of their level, free for the next job there: level seed -> [(env, first frame)].
-    spare: dict[int, list[tuple[ProcgenVecEnv, np.ndarray]]] = defaultdict(list)
+    num_slots = min(num_envs, len(jobs))
+    lanes: list[ProcgenVecEnv | None] = [None] * num_slots
+    # Envs standing at the start of their level, free for the next job there: level seed -> [env].
+    spare: dict[int, list[ProcgenVecEnv]] = defaultdict(list)
+
+    def next_job(slot: int, ended: Episode | None) -> Job | None:
+        if ended is not None:
+            assert ended.level_seed == ended.job.level_seed, "a one-level env left its level"
+            if ended.truncated or sum(map(len, spare.values())) >= num_slots:
+                lanes[slot].close()
+            else:
+                spare[ended.level_seed].append(lanes[slot])
+            lanes[slot] = None
+        if not queue:
+            return None
+        job = queue.popleft()
+        if spare[job.level_seed]:
+            lanes[slot] = spare[job.level_seed].pop()
+        else:
+            lanes[slot] = ProcgenVecEnv(one_level_config(env_config, job.level_seed), "train", num_envs=1)
+            lanes[slot].reset()
+        return Job(job, job.demonstrator, job.epsilon, lanes[slot])
+
     try:
-        while True:
-            for lane in lanes:
-                if lane.job is None and queue:
-                    job = lane.job = queue.popleft()
-                    if job.demonstrator not in agents:
-                        agents[job.demonstrator] = demonstrator(job.demonstrator)
-                        states[job.demonstrator] = agents[job.demonstrator].initial_state(len(lanes))
-                    if spare[job.level_seed]:
-                        lane.env, lane.obs = spare[job.level_seed].pop()
-                    else:
-                        lane.env = ProcgenVecEnv(one_level_config(env_config, job.level_seed), "train", num_envs=1)
-                        lane.obs = lane.env.reset()[0]
-            playing = [i for i, lane in enumerate(lanes) if lane.job is not None]
-            if not playing:
-                break
-
-            actions = np.zeros(len(lanes), dtype=np.int64)
-            for k in sorted({lanes[i].job.demonstrator for i in playing}):
-                rows = [i for i in playing if lanes[i].job.demonstrator == k]
-                obs = np.stack([lanes[i].obs for i in rows])
-                episode_start = np.array([not lanes[i].actions for i in rows])
-                state = states[k]
-                chosen, new_state = agents[k].act(
-                    obs, None if state is None else state[rows], episode_start, deterministic
-                )
-                if state is not None:
-                    state[rows] = new_state
-                actions[rows] = np.asarray(chosen, dtype=np.int64)
-            epsilons = np.array([lanes[i].job.epsilon for i in playing])
-            if epsilons.any():
-                noisy = np.array(playing)[rng.random(len(playing)) < epsilons]
-                actions[noisy] = rng.integers(0, NUM_ACTIONS, len(noisy))
-
-            for i in playing:
-                lanes[i].env.step_async(actions[i : i + 1])
-            for i in playing:
-                lane = lanes[i]
-                next_obs, reward, done, info = lane.env.step_wait()
-                # Store the frame the action was chosen on; on a done step next_obs is already the next
-                # episode's first frame, which is never stored.
-                lane.frames.append(lane.obs)
-                lane.actions.append(int(actions[i]))
-                lane.rewards.append(float(reward[0]))
-                lane.obs = next_obs[0].copy()
-                truncated = not done[0] and len(lane.actions) >= max_length
-                if not (done[0] or truncated):
-                    continue
-                job = lane.job
-                assert info[0]["level_seed"] == job.level_seed, "a one-level env left its level"
-                yield Episode(
-                    job,
-                    np.stack(lane.frames),
-                    np.array(lane.actions, dtype=np.int64),
-                    np.array(lane.rewards, dtype=np.float32),
-                    truncated,
-                )
-                if truncated or sum(len(envs) for envs in spare.values()) >= len(lanes):
-                    lane.env.close()
-                else:
-                    spare[job.level_seed].append((lane.env, lane.obs))
-                lanes[i] = Lane()
-                unfinished[job.demonstrator] -= 1
-                if not unfinished[job.demonstrator]:
-                    del agents[job.demonstrator], states[job.demonstrator]
+        yield from play_episodes(
+            demonstrator, num_slots, next_job, None, deterministic, max_length, rng=rng, idle_act=False
+        )
     finally:
-        for lane in lanes:
-            if lane.env is not None:
-                lane.env.close()
-        for env, _ in (item for envs in spare.values() for item in envs):
+        for env in [e for e in lanes if e is not None] + [e for envs in spare.values() for e in envs]:
             env.close()
-
-
-def play_episodes(
-    agent,
-    env_config: EnvConfig,
-    jobs: list[DemoJob],
-    max_length: int,
-    deterministic: bool,
-    rng: np.random.Generator,
-) -> Iterator[Episode]:
-    """``play_demos`` for one agent, all ``jobs`` at once (one slot each)."""
-    return play_demos(lambda _: agent, env_config, jobs, len(jobs), max_length, deterministic, rng)
 
 
 def stable_seed(*parts) -> int:
