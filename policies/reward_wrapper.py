@@ -54,6 +54,9 @@ class RewardConfig:
     """Subtracted from every learned reward (before the sigmoid). The ranking loss cannot see a constant per frame, so
     a model's per-frame mean is arbitrary, and a positive one pays the agent for every step it survives: set this to
     the reward's per-frame mean on the demos (bench/reward_per_frame.py prints it) to take that bonus away."""
+    center: bool = False
+    """Also subtract the model's mean reward per frame over the demos it learned from (recorded in its file by
+    trex.train_reward): reward.offset without measuring it, so the agent is not paid for surviving."""
     std_coef: float = bounded(0.0, 0.0)
     """For an ensemble: reward = mean - std_coef * std over its members (0 = the mean; > 0 penalises frames
     the members disagree on)."""
@@ -168,8 +171,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             self.scaler.load_state_dict(state["scaler"])
 
 
-def load_reward_model(config: RewardConfig, env: EnvConfig) -> RewardNet:
-    """The reward model of ``config.model``, checked to come from demos of ``env``'s game and mode.
+def load_reward_model(config: RewardConfig, env: EnvConfig) -> tuple[RewardNet, float]:
+    """The reward model of ``config.model``, checked to come from demos of ``env``'s game and mode, and the offset
+    to subtract from its rewards (``reward.offset``, plus its recorded per-frame mean with ``reward.center``).
 
     A missing, corrupt or foreign file raises ``CheckpointError``; a model of another game ``UserError``.
     """
@@ -188,12 +192,21 @@ def load_reward_model(config: RewardConfig, env: EnvConfig) -> RewardNet:
             f"reward.sigmoid: {config.model} already bounds its output (reward_net.output={net.config.output}); "
             "squashing it again would flatten its differences, so leave reward.sigmoid=false"
         )
+    offset = config.offset
+    if config.center:
+        recorded = checkpoint.get("reward_per_frame")
+        if not isinstance(recorded, dict) or "mean" not in recorded:
+            raise UserError(
+                f"reward.center: {config.model} records no per-frame mean (it was trained before trex.train_reward "
+                "recorded one); retrain it, or set reward.offset to the mean bench/reward_per_frame.py prints"
+            )
+        offset += float(recorded["mean"])
     if mode is not None and mode != env.distribution_mode:
         print(
             f"note: reward.model learned from {mode}-mode demos; env.distribution_mode is {env.distribution_mode}",
             file=sys.stderr,
         )
-    return net
+    return net, offset
 
 
 def reward_wrapper(
@@ -205,14 +218,14 @@ def reward_wrapper(
     """
     if config.source == "env":
         return None
-    net = load_reward_model(config, env)
+    net, offset = load_reward_model(config, env)
 
     def wrap(venv: VecEnv) -> LearnedRewardVecEnv:
         return LearnedRewardVecEnv(
             venv,
             net,
             sigmoid=config.sigmoid,
-            offset=config.offset,
+            offset=offset,
             std_coef=config.std_coef,
             scale=config.scale,
             gamma=gamma,

@@ -35,7 +35,7 @@ from procgen_common.logger import LogConfig, RunLogger, close_bar, progress_bar
 from procgen_common.runs import FolderLock, pick_device, prepare_run_dir, use_threads
 from trex.augment import AUGMENTATIONS, augment_frames
 from trex.demos import DemoFrames, DemoSet, load_frames
-from trex.evaluate_reward import PREDICTORS, evaluate, summary_lines
+from trex.evaluate_reward import PREDICTORS, evaluate, member_rewards, summary_lines
 from trex.pairs import (
     RankBy,
     SnippetPairs,
@@ -494,10 +494,30 @@ def train_in(run_dir: Path, config: Config, demo_set: DemoSet, test_set: DemoSet
         logger.close()
     if t.patience and stale >= t.patience and epoch < t.epochs:
         print(f"stopped early after epoch {epoch}: no better validation accuracy for {stale} epochs", file=sys.stderr)
-
+    record_reward_per_frame(run_dir / "reward_net.pt", demos, device)
     if config.eval.at_end:
         evaluate_generalization(config, run_dir, demo_set, test_set, demos, device)
     return run_dir
+
+
+def record_reward_per_frame(path: Path, demos: TrainingDemos, device: torch.device) -> dict:
+    """Save in the kept model's file (``reward_per_frame``) the mean and std of its reward per frame (ensemble mean)
+    over the training demos it learned from. The ranking loss cannot see a constant added to every frame, so that
+    mean is arbitrary, and a positive one pays an agent for every step it survives; ``reward.center`` subtracts it."""
+    net, checkpoint = load_reward_net(path)
+    net = net.to(device)
+    f, per_demo = demos.frames, []
+    for k in demos.train:
+        frames = slice(f.offsets[k], f.offsets[k + 1])
+        per_demo.append(member_rewards(net, f.frames[frames], f.actions[frames], device).mean(0))
+    rewards = np.concatenate(per_demo)
+    checkpoint["reward_per_frame"] = {
+        "mean": float(rewards.mean()),
+        "std": float(rewards.std()),
+        "frames": len(rewards),
+    }
+    save_checkpoint(path, checkpoint)
+    return checkpoint["reward_per_frame"]
 
 
 def evaluate_generalization(

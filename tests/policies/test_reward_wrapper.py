@@ -154,6 +154,18 @@ def test_running_scaling_is_the_ppo_reward_scaler_on_the_learned_rewards():
 def test_a_model_with_a_bounded_output_is_not_squashed_twice(tmp_path, output):
     model = save_untrained_reward_net(tmp_path / "r.pt", RewardNetConfig(output=output), "starpilot")
     env = EnvConfig(game="starpilot")
-    assert load_reward_model(RewardConfig(source="learned", model=str(model)), env) is not None
+    assert load_reward_model(RewardConfig(source="learned", model=str(model)), env)[1] == 0.0
     with pytest.raises(UserError, match=f"reward.sigmoid: .*already bounds its output .reward_net.output={output}"):
         load_reward_model(RewardConfig(source="learned", model=str(model), sigmoid=True), env)
+
+
+def test_center_subtracts_the_mean_reward_per_frame_the_model_file_records(tmp_path):
+    model = save_untrained_reward_net(tmp_path / "r.pt", RewardNetConfig(), "starpilot")
+    env = EnvConfig(game="starpilot")
+    config = RewardConfig(source="learned", model=str(model), center=True, offset=0.5)
+    with pytest.raises(UserError, match="reward.center: .*records no per-frame mean"):
+        load_reward_model(config, env)
+    checkpoint = torch.load(model, weights_only=True)
+    checkpoint["reward_per_frame"] = {"mean": 0.25, "std": 0.1, "frames": 100}
+    torch.save(checkpoint, model)
+    assert load_reward_model(config, env)[1] == 0.75

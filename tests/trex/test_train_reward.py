@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from procgen_common.cli import UserError
+from procgen_common.config import load_config
 from tests.trex.conftest import reward_config, synthetic_frame, write_synthetic_demos
 from trex.demos import DemoSet, load_demo
 from trex.reward_net import load_reward_net
-from trex.train_reward import PROGRESS_COLUMNS, select_training_demos, train
+from trex.train_reward import PROGRESS_COLUMNS, Config, select_training_demos, train
 
 
 def _progress(run_dir) -> list[dict]:
@@ -54,6 +55,21 @@ def test_run_folder_outputs_and_a_model_that_loads_without_code(reward_run, synt
     demo = load_demo(synthetic_demos / DemoSet.open(synthetic_demos).infos[0].file)
     rewards = net.reward(torch.from_numpy(demo.obs[:4]))
     assert rewards.shape == (4,) and torch.isfinite(rewards).all()
+
+
+def test_the_model_file_records_its_mean_reward_per_frame_over_the_demos_it_learned_from(reward_run, synthetic_demos):
+    raw = torch.load(reward_run / "reward_net.pt", weights_only=True)
+    config = load_config(Config, str(reward_run / "config.yaml"), [])
+    demos = select_training_demos(DemoSet.open(synthetic_demos), config.data, config.train.seed)
+    net, _ = load_reward_net(reward_run)
+    rewards = [
+        net.reward(torch.from_numpy(load_demo(synthetic_demos / f"{demos.demo_ids[k]}.npz.zst").obs))
+        for k in demos.train
+    ]
+    rewards = torch.cat(rewards).double()
+    assert raw["reward_per_frame"]["frames"] == len(rewards) == demos.frames.lengths[demos.train].sum()
+    assert raw["reward_per_frame"]["mean"] == pytest.approx(rewards.mean().item(), rel=1e-4)
+    assert raw["reward_per_frame"]["std"] == pytest.approx(rewards.std(correction=0).item(), rel=1e-3)
 
 
 def test_resume_continues_to_the_same_model(synthetic_demos, tmp_path):
