@@ -354,7 +354,8 @@ def report_markdown(
         f"`python -m experiments.pipeline` with `{root / 'config.yaml'}`: {source}; each checkpoint played the "
         f"demonstrations at epsilon {', '.join(f'{e:g}' for e in demos.epsilons)}; a reward model learned from their "
         f"ranking by {config.reward.data.rank_by} ({config.reward.data.comparison} comparisons); the agent "
-        f"({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps) trained "
+        f"({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps{reward_transform(config, root)}) "
+        "trained "
         + (
             "on the learned reward only; on the game's reward, the demonstrator itself is that agent (the same PPO "
             "settings, seed and budget)."
@@ -417,6 +418,21 @@ def report_markdown(
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in times.items()]
     lines += [f"| total | {sum(times.values()):.0f} |", ""]
     return "\n".join(lines)
+
+
+def reward_transform(config: Config, root: Path) -> str:
+    """How the agent's learned reward differs from the model's output (offset, centring, sigmoid), for the report."""
+    reward, parts = config.agent.reward, []
+    if reward.center:
+        recorded = load_checkpoint(root / "reward" / "reward_net.pt").get("reward_per_frame") or {}
+        parts.append(
+            f"less the model's mean reward per frame on its training demos, {recorded.get('mean', float('nan')):.3f}"
+        )
+    if reward.offset:
+        parts.append(f"less reward.offset {reward.offset:g}")
+    if reward.sigmoid:
+        parts.append("through a sigmoid")
+    return "; its reward " + " and ".join(parts) if parts else ""
 
 
 def write_report(config: Config, root: Path, times: dict) -> Path:

@@ -108,6 +108,9 @@ def test_every_stage_leaves_its_artifacts_and_the_report_shows_them(experiment):
     for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert (experiment / figure).is_file(), figure
     assert "report/learning_curves-starpilot.png" in report
+    # The quickstart centres the agent's reward on the mean the reward model recorded (reward.center).
+    mean = torch.load(experiment / "reward" / "reward_net.pt", weights_only=True)["reward_per_frame"]["mean"]
+    assert f"its reward less the model's mean reward per frame on its training demos, {mean:.3f}" in report
 
 
 def test_the_same_settings_give_the_same_tables(experiment, tmp_path):
