@@ -254,7 +254,7 @@ class TrainingRun:
         self.update += 1
         self.elapsed += time.monotonic() - t_start
         row = {
-            "time/elapsed_s": round(self.elapsed, 1),
+            "time/elapsed_s": round(self.elapsed, 3),
             "time/sps": env_steps / (time.monotonic() - t_start),
             **self.episodes.metrics(),
             **metrics,
