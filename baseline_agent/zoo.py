@@ -1,6 +1,7 @@
 """The demonstrator zoo: trained PPO checkpoint series committed with the suite, so no machine has to train them.
 
     python -m baseline_agent.zoo build [--games starpilot fruitbot bigfish] [--episodes 100]   # (re)build it
+    python -m baseline_agent.zoo build --variant impala --games fruitbot                      # IMPALA, on a GPU
     python -m baseline_agent.zoo list                                                        # the table
 
 As rl-baselines3-zoo keeps its trained agents, ``zoo/<game>/`` holds the checkpoint series of one PPO run
@@ -44,12 +45,19 @@ def is_zoo_entry(entry: str) -> bool:
     return str(entry).startswith(PREFIX)
 
 
+def series_game(name: str) -> str:
+    """The game a series folder plays: ``<game>`` (the Nature-CNN series of configs/zoo.yaml) or
+    ``<game>-<variant>`` (the series of configs/zoo-<variant>.yaml, e.g. ``fruitbot-impala``)."""
+    return name.partition("-")[0]
+
+
 def resolve(entry: str, zoo_dir: Path = ZOO_DIR) -> Path:
-    """The folder (``zoo:<game>``) or checkpoint file (``zoo:<game>/step_<step>``) a zoo entry names."""
+    """The folder (``zoo:<series>``) or checkpoint file (``zoo:<series>/step_<step>``) a zoo entry names, where a
+    series is ``<game>`` or ``<game>-<variant>``."""
     name = str(entry)[len(PREFIX) :]
     game, _, checkpoint = name.partition("/")
     folder = zoo_dir / game
-    if game not in GAMES or not folder.is_dir():
+    if series_game(game) not in GAMES or not folder.is_dir():
         have = ", ".join(sorted(p.name for p in zoo_dir.glob("*") if p.is_dir())) or "none"
         raise UserError(f"{entry}: the zoo has no {game!r} series; it holds {have} (python -m baseline_agent.zoo list)")
     if not checkpoint:
@@ -61,9 +69,9 @@ def resolve(entry: str, zoo_dir: Path = ZOO_DIR) -> Path:
     return path
 
 
-def series(game: str, zoo_dir: Path = ZOO_DIR) -> list[Path]:
-    """The checkpoint files of a game's zoo series, in step order."""
-    return sorted(resolve(f"{PREFIX}{game}", zoo_dir).glob("step_*.pt"))
+def series(name: str, zoo_dir: Path = ZOO_DIR) -> list[Path]:
+    """The checkpoint files of a zoo series (``<game>`` or ``<game>-<variant>``), in step order."""
+    return sorted(resolve(f"{PREFIX}{name}", zoo_dir).glob("step_*.pt"))
 
 
 def export_series(run_dir: Path, out: Path, keep_every: int) -> list[Path]:
@@ -138,18 +146,22 @@ def table_lines(zoo_dir: Path = ZOO_DIR) -> list[str]:
 README_HEAD = """# The demonstrator zoo
 
 PPO checkpoint series shipped with the suite, so experiments start from demonstrators of known skill instead of
-training them (as rl-baselines3-zoo keeps its trained agents). Each game's folder holds the checkpoint series (one
-every 500k steps) of one run of `configs/zoo.yaml` (the Procgen paper's PPO settings with the Nature CNN, 64
-environments, easy mode, training levels 0-199), weights and config only: `torch.load(path, weights_only=True)`
-reads them, and every tool of the suite takes them (`zoo:<game>` names a series, `zoo:<game>/step_<step>` one
-checkpoint). `evaluation.json` in each folder has the figures below.
+training them (as rl-baselines3-zoo keeps its trained agents). Each folder holds the checkpoint series of one PPO run,
+weights and config only: `torch.load(path, weights_only=True)` reads them, and every tool of the suite takes them
+(`zoo:<series>` names a series, `zoo:<series>/step_<step>` one checkpoint). A series is named by its game
+(`starpilot`: a run of `configs/zoo.yaml`, the Procgen paper's PPO settings with the Nature CNN in fp32, trainable
+on 2 CPU cores) or by its game and a variant (`fruitbot-impala`: a run of `configs/zoo-impala.yaml`, the paper's
+IMPALA network in bf16, which needs a GPU). All are easy mode on training levels 0-199. `evaluation.json` in each
+folder has the figures below and the command that made the series.
 
-Rebuild from scratch (trains every game, resuming where a run stopped; about 40 minutes a game on 2 CPU cores without
-AVX512; a run that was interrupted and resumed plays a new level order from there on, so it is not bit-identical to
-an uninterrupted one):
+Rebuild from scratch (trains every game, resuming where a run stopped; a run that was interrupted and resumed plays a
+new level order from there on, so it is not bit-identical to an uninterrupted one):
 
 ```bash
+# Nature CNN, about 40 minutes a game on 2 CPU cores:
 python -m baseline_agent.zoo build --games {games} --episodes {episodes}
+# IMPALA, about 8 minutes a game on one H100 (evaluating on CPU takes longer than training on the GPU):
+python -m baseline_agent.zoo build --variant impala --games {variant_games} --episodes {episodes}
 ```
 
 Held-out return: levels 200-1199 (never trained on), {episodes} episodes per checkpoint, sampled actions, the same
@@ -158,8 +170,13 @@ episodes (seed {seed}) for every checkpoint, mean and 95% bootstrap CI:
 """
 
 
-def write_readme(zoo_dir: Path, games: list[str], episodes: int) -> Path:
-    text = README_HEAD.format(games=" ".join(games), episodes=episodes, seed=EVAL_SEED)
+def write_readme(zoo_dir: Path, episodes: int) -> Path:
+    names = sorted(p.parent.name for p in zoo_dir.glob("*/evaluation.json"))
+    games = [n for n in names if series_game(n) == n] or ["starpilot"]
+    variant_games = [series_game(n) for n in names if n.endswith("-impala")] or ["starpilot"]
+    text = README_HEAD.format(
+        games=" ".join(games), variant_games=" ".join(variant_games), episodes=episodes, seed=EVAL_SEED
+    )
     notes = [json.loads(p.read_text()).get("note") for p in sorted(zoo_dir.glob("*/evaluation.json"))]
     notes = [n for n in notes if n]
     text += "\n".join(table_lines(zoo_dir)) + "\n" + ("\n" + "\n\n".join(notes) + "\n" if notes else "")
@@ -167,44 +184,61 @@ def write_readme(zoo_dir: Path, games: list[str], episodes: int) -> Path:
     return zoo_dir / "README.md"
 
 
-# Series checkpoints come every this many steps whatever the budget, so a longer run extends a series (a game whose
-# 2M-step series has not left the start of its learning curve) without moving the checkpoints it already has.
-CHECKPOINT_EVERY = 500_000
+def variant_config(variant: str | None) -> Path:
+    """The preset a series is trained with: configs/zoo.yaml, or configs/zoo-<variant>.yaml."""
+    if variant is None:
+        return ZOO_CONFIG
+    path = ZOO_CONFIG.with_name(f"zoo-{variant}.yaml")
+    if not path.is_file():
+        have = ", ".join(sorted(p.stem.removeprefix("zoo-") for p in ZOO_CONFIG.parent.glob("zoo-*.yaml"))) or "none"
+        raise UserError(f"--variant: no configs/zoo-{variant}.yaml; the variants are {have}")
+    return path
 
 
 def build(
-    games: list[str], runs_dir: Path, zoo_dir: Path, episodes: int, keep_every: int, train: bool, steps: int | None
+    games: list[str],
+    runs_dir: Path,
+    zoo_dir: Path,
+    episodes: int,
+    keep_every: int,
+    train: bool,
+    steps: int | None,
+    variant: str | None = None,
 ) -> None:
     from baseline_agent.train import Config
     from baseline_agent.train import train as train_ppo
 
-    budget = (
-        []
-        if steps is None
-        else [f"train.total_steps={steps}", f"train.num_checkpoints={steps // CHECKPOINT_EVERY + 1}"]
-    )
+    preset = variant_config(variant)
+    base = load_config(Config, preset)
+    # Series checkpoints keep the preset's spacing whatever the budget, so a longer run extends a series (a game
+    # whose series has not left the start of its learning curve) without moving the checkpoints it already has.
+    every = base.train.total_steps // max(1, base.train.num_checkpoints - 1)
+    if steps is not None and steps < every:
+        raise UserError(f"--steps: {steps} is less than one checkpoint interval ({every:,} steps)")
+    budget = [] if steps is None else [f"train.total_steps={steps}", f"train.num_checkpoints={steps // every + 1}"]
     for game in games:
-        run_dir = runs_dir / game
+        name = game if variant is None else f"{game}-{variant}"
+        run_dir = runs_dir / name
         if train:
             overrides = [f"env.game={game}", f"run.dir={run_dir}", "train.resume=true", *budget]
-            train_ppo(load_config(Config, ZOO_CONFIG, overrides))
-        files = export_series(run_dir, zoo_dir / game, keep_every)
+            train_ppo(load_config(Config, preset, overrides))
+        files = export_series(run_dir, zoo_dir / name, keep_every)
         rows = evaluate_series(files, episodes)
-        config_text = ZOO_CONFIG.read_text()
         record = {
             "game": game,
             "command": f"python -m baseline_agent.zoo build --games {game} --episodes {episodes}"
+            + (f" --variant {variant}" if variant is not None else "")
             + (f" --steps {steps}" if steps is not None else "")
             + (f" --keep-every {keep_every}" if keep_every != 1 else ""),
-            "config": config_text,
+            "config": preset.read_text(),
             "checkpoints": rows,
         }
-        old = zoo_dir / game / "evaluation.json"
+        old = zoo_dir / name / "evaluation.json"
         if old.is_file():
             record["note"] = json.loads(old.read_text()).get("note")
         atomic_write_text(old, json.dumps(record, indent=2) + "\n")
         print("\n".join(table_lines(zoo_dir)))
-    write_readme(zoo_dir, sorted(p.parent.name for p in zoo_dir.glob("*/evaluation.json")), episodes)
+    write_readme(zoo_dir, episodes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -222,15 +256,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     b.add_argument("--runs-dir", default="runs/zoo", help="where the training runs go (default runs/zoo)")
     b.add_argument("--zoo-dir", default=str(ZOO_DIR), help="the zoo folder (default the repository's zoo/)")
     b.add_argument("--no-train", action="store_true", help="export and evaluate existing runs without training")
-    b.add_argument("--steps", type=int, default=None, help="training budget per game (default configs/zoo.yaml's "
-                   f"2M); checkpoints stay {CHECKPOINT_EVERY:,} steps apart: more steps extend a series")  # fmt: skip
+    b.add_argument("--steps", type=int, default=None, help="training budget per game (default the preset's: "
+                   "configs/zoo.yaml's 2M); checkpoints keep the preset's spacing: more steps extend a "
+                   "series")  # fmt: skip
+    b.add_argument("--variant", default=None, help="train with configs/zoo-VARIANT.yaml into the series "
+                   "<game>-VARIANT (e.g. impala: the IMPALA network, for a GPU); default configs/zoo.yaml")  # fmt: skip
     ls = sub.add_parser("list", help="print the zoo's table")
     ls.add_argument("--zoo-dir", default=str(ZOO_DIR), help="the zoo folder (default the repository's zoo/)")
     args = parser.parse_args(argv)
     if args.command == "build" and (args.episodes < 1 or args.keep_every < 1):
         raise UserError("--episodes and --keep-every must be >= 1")
-    if args.command == "build" and args.steps is not None and args.steps < CHECKPOINT_EVERY:
-        raise UserError(f"--steps: {args.steps} is less than one checkpoint interval ({CHECKPOINT_EVERY:,} steps)")
     return args
 
 
@@ -241,7 +276,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "list":
         print("\n".join(table_lines(zoo_dir)))
         return
-    build(args.games, Path(args.runs_dir), zoo_dir, args.episodes, args.keep_every, not args.no_train, args.steps)
+    build(
+        args.games, Path(args.runs_dir), zoo_dir, args.episodes, args.keep_every, not args.no_train, args.steps,
+        args.variant,
+    )  # fmt: skip
     print(f"done: {zoo_dir / 'README.md'}", file=sys.stderr)
 
 

@@ -20,8 +20,8 @@ COMMITTED = sorted(zoo.ZOO_DIR.glob("*/step_*.pt"))
 
 def test_the_zoo_holds_a_series_of_several_checkpoints_per_game():
     assert len({p.parent.name for p in COMMITTED}) >= 1
-    for game in {p.parent.name for p in COMMITTED}:
-        assert len(zoo.series(game)) >= 3
+    for name in {p.parent.name for p in COMMITTED}:
+        assert len(zoo.series(name)) >= 3
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -30,7 +30,7 @@ def test_every_committed_checkpoint_loads_weights_only_and_plays_its_game(path):
     assert set(raw) <= set(zoo.KEPT_KEYS) and "optimizer" not in raw
     assert path.stat().st_size < 8 * 2**20
     agent, checkpoint, env_config = load_agent(path)
-    assert env_config.game == path.parent.name and checkpoint["step"] == int(path.stem.removeprefix("step_"))
+    assert env_config.game == zoo.series_game(path.parent.name) and checkpoint["step"] == int(path.stem.removeprefix("step_"))
     env = ProcgenVecEnv(env_config, "test", num_envs=2, seed=0)
     try:
         obs, state = env.reset(), agent.initial_state(2)
@@ -43,7 +43,7 @@ def test_every_committed_checkpoint_loads_weights_only_and_plays_its_game(path):
 
 def test_the_zoo_table_lists_exactly_the_committed_files():
     readme = (zoo.ZOO_DIR / "README.md").read_text()
-    listed = sorted(re.findall(r"`([a-z]+/step_\d+\.pt)`", readme))
+    listed = sorted(re.findall(r"`([a-z-]+/step_\d+\.pt)`", readme))
     assert listed == sorted(f"{p.parent.name}/{p.name}" for p in COMMITTED)
     for folder in {p.parent for p in COMMITTED}:
         rows = json.loads((folder / "evaluation.json").read_text())["checkpoints"]
@@ -71,6 +71,21 @@ def test_export_evaluate_and_table_on_a_tiny_run(tiny_run, tmp_path):
     assert zoo.resolve(f"zoo:starpilot/{series[2].stem}", tmp_path) == files[1]
 
 
+def test_a_variant_series_is_named_by_its_game_and_variant(tmp_path):
+    (tmp_path / "fruitbot-impala").mkdir()
+    (tmp_path / "fruitbot-impala" / "step_000000000.pt").write_bytes(b"")
+    assert zoo.series_game("fruitbot-impala") == "fruitbot" and zoo.series_game("starpilot") == "starpilot"
+    assert zoo.resolve("zoo:fruitbot-impala", tmp_path) == tmp_path / "fruitbot-impala"
+    assert zoo.resolve("zoo:fruitbot-impala/step_000000000", tmp_path).name == "step_000000000.pt"
+    with pytest.raises(UserError, match="no 'fruitbot-nature' series; it holds fruitbot-impala"):
+        zoo.resolve("zoo:fruitbot-nature", tmp_path)
+    with pytest.raises(UserError, match="no 'pong-impala' series"):
+        (tmp_path / "pong-impala").mkdir()
+        zoo.resolve("zoo:pong-impala", tmp_path)
+    with pytest.raises(UserError, match="--variant: no configs/zoo-nature.yaml; the variants are impala"):
+        zoo.variant_config("nature")
+
+
 def test_unknown_zoo_entries_are_one_line_errors(tmp_path):
     (tmp_path / "starpilot").mkdir()
     with pytest.raises(UserError, match="the zoo has no 'coinrun' series; it holds starpilot"):
@@ -85,3 +100,7 @@ def test_the_zoo_preset_loads_and_pins_its_arithmetic():
 
     config = load_config(Config, zoo.ZOO_CONFIG)
     assert (config.train.precision, config.train.torch_threads, config.model.arch) == ("fp32", 2, "nature")
+    impala = load_config(Config, zoo.variant_config("impala"))
+    assert (impala.model.arch, impala.train.precision) == ("impala", "bf16")
+    # The committed IMPALA series were cut from runs with a checkpoint every 250k steps; the preset keeps that.
+    assert impala.train.total_steps // (impala.train.num_checkpoints - 1) == 250_000
