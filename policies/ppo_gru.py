@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
@@ -23,7 +22,7 @@ from torch import nn
 from baseline_agent.train import Rollout, train_ppo
 from procgen_common.config import bounded, from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
-from procgen_common.networks import ModelConfig, PolicyNet, make_encoder, orthogonal_init, sample_actions
+from procgen_common.networks import ModelConfig, PolicyAgent, PolicyNet, make_encoder, orthogonal_init
 
 ALGO = "ppo_gru"
 
@@ -141,36 +140,14 @@ class RecurrentActorCritic(PolicyNet):
     def initial_state(self, num_envs: int, device: torch.device) -> torch.Tensor:
         return torch.zeros(num_envs, self.hidden_size, device=device)
 
-    def agent(self, device: torch.device) -> RecurrentAgent:
-        return RecurrentAgent(self, device)
 
-
-class RecurrentAgent:
-    """The agents' interface over a ``RecurrentActorCritic``; the state is the GRU hidden state ``(N, H)``."""
-
-    def __init__(self, net: RecurrentActorCritic, device: torch.device | str = "cpu"):
-        self.net = net.eval()
-        self.device = torch.device(device)
-
-    def initial_state(self, num_envs: int) -> torch.Tensor:
-        return self.net.initial_state(num_envs, self.device)
-
-    @torch.inference_mode()
-    def act(self, obs: np.ndarray, state: torch.Tensor, episode_start: np.ndarray, deterministic: bool = False):
-        frames = torch.as_tensor(obs, device=self.device)[None]
-        starts = torch.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)[None]
-        logits, _, state = self.net(frames, state, starts)
-        actions = logits[0].argmax(-1) if deterministic else sample_actions(logits[0])
-        return actions.cpu().numpy(), state
-
-
-def load_ppo_gru_agent(checkpoint: dict, device: torch.device | str = "cpu") -> RecurrentAgent:
+def load_ppo_gru_agent(checkpoint: dict, device: torch.device | str = "cpu") -> PolicyAgent:
     """Rebuild a ppo_gru agent from a checkpoint (``policies.registry``)."""
     model = from_dict(ModelConfig, checkpoint["config"]["model"], "in the checkpoint")
     gru = from_dict(GRUConfig, checkpoint["config"]["gru"], "in the checkpoint")
     net = RecurrentActorCritic(model, gru)
     net.load_state_dict(checkpoint["model"])
-    return RecurrentAgent(net.to(device), device)
+    return PolicyAgent(net.to(device), device)
 
 
 # Columns of gru.log_rnn_stats (gru_gate_stats), after PPO's.

@@ -21,7 +21,7 @@ from procgen_common.checkpoint import CheckpointError, check_finite_weights, loa
 from procgen_common.cli import UserError
 from procgen_common.config import from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig, check_game
-from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig
+from procgen_common.networks import ActorCritic, ModelConfig, PolicyAgent
 
 AGENT_ENTRY_POINTS = "procgen_trex.agents"
 
@@ -76,11 +76,11 @@ def env_config_of(checkpoint: dict, path: Path) -> EnvConfig:
         raise CheckpointError(f"{path} has no usable env config ({err})") from None
 
 
-def load_ppo_agent(checkpoint: dict, device: torch.device | str = "cpu") -> FeedForwardAgent:
+def load_ppo_agent(checkpoint: dict, device: torch.device | str = "cpu") -> PolicyAgent:
     model_config = from_dict(ModelConfig, checkpoint["config"]["model"], "in the checkpoint")
     net = ActorCritic(model_config, OBS_SHAPE, NUM_ACTIONS)
     net.load_state_dict(checkpoint["model"])
-    return FeedForwardAgent(net.to(device), device)
+    return PolicyAgent(net.to(device), device)
 
 
 def load_agent(path: str | Path, device: torch.device | str = "cpu"):

@@ -172,9 +172,9 @@ class PolicyNet(nn.Module):
         action logits ``(T, N, A)``, values ``(T, N)`` and the state after the last step."""
         raise NotImplementedError
 
-    def agent(self, device: torch.device):
+    def agent(self, device: torch.device) -> PolicyAgent:
         """The agents' interface (``initial_state``, ``act``) over this net, for evaluation."""
-        raise NotImplementedError
+        return PolicyAgent(self, device)
 
 
 class ActorCritic(PolicyNet):
@@ -197,9 +197,6 @@ class ActorCritic(PolicyNet):
         logits, values = self(frames.flatten(0, 1))
         return logits.unflatten(0, frames.shape[:2]), values.unflatten(0, frames.shape[:2]), None
 
-    def agent(self, device: torch.device) -> FeedForwardAgent:
-        return FeedForwardAgent(self, device)
-
 
 def sample_actions(logits: torch.Tensor) -> torch.Tensor:
     """Sample from the categorical distributions given by ``logits`` (Gumbel-max: one kernel, no Categorical)."""
@@ -207,22 +204,24 @@ def sample_actions(logits: torch.Tensor) -> torch.Tensor:
     return (logits - noise).argmax(-1)
 
 
-class FeedForwardAgent:
-    """Acts with an ``ActorCritic`` on numpy frames: the interface evaluation, demos and video use.
+class PolicyAgent:
+    """Acts with a ``PolicyNet`` on numpy frames: the interface evaluation, demos and video use.
 
-    Agents expose ``initial_state(num_envs)`` and ``act(obs, state, episode_start, deterministic)
-    -> (actions, state)``; feed-forward agents carry no state (``None``).
+    Agents expose ``initial_state(num_envs)`` and ``act(obs, state, episode_start, deterministic) -> (actions,
+    state)``. One step is an unroll of length 1; the state is the net's (None for a feed-forward net).
     """
 
-    def __init__(self, net: ActorCritic, device: torch.device | str = "cpu"):
+    def __init__(self, net: PolicyNet, device: torch.device | str = "cpu"):
         self.net = net.eval()
         self.device = torch.device(device)
 
-    def initial_state(self, num_envs: int) -> None:
-        return None
+    def initial_state(self, num_envs: int) -> torch.Tensor | None:
+        return self.net.initial_state(num_envs, self.device)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, state: None, episode_start: np.ndarray, deterministic: bool = False):
-        logits, _ = self.net(torch.as_tensor(obs, device=self.device))
-        actions = logits.argmax(-1) if deterministic else sample_actions(logits)
-        return actions.cpu().numpy(), None
+    def act(self, obs: np.ndarray, state: torch.Tensor | None, episode_start: np.ndarray, deterministic: bool = False):
+        frames = torch.as_tensor(obs, device=self.device)[None]
+        starts = torch.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)[None]
+        logits, _, state = self.net.unroll(frames, state, starts)
+        actions = logits[0].argmax(-1) if deterministic else sample_actions(logits[0])
+        return actions.cpu().numpy(), state

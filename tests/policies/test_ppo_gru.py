@@ -1,5 +1,5 @@
 """Recurrent PPO's pure pieces: the GRU over a sequence with resets equals stepping it, gate statistics,
-and the agent's hidden state resetting at episode starts."""
+and the agent carrying its hidden state from step to step and resetting it at episode starts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from policies.ppo_gru import GRUConfig, RecurrentActorCritic, RecurrentAgent, gru_gate_stats, gru_gates, gru_sequence
-from procgen_common.networks import ModelConfig
+from policies.ppo_gru import GRUConfig, RecurrentActorCritic, gru_gate_stats, gru_gates, gru_sequence
+from procgen_common.networks import ModelConfig, PolicyAgent
 
 
 def step_by_step(gru: nn.GRU, features: torch.Tensor, hidden: torch.Tensor, starts: torch.Tensor):
@@ -83,22 +83,25 @@ def test_gru_gates_reproduce_the_gru_step_and_stats_are_in_range():
     assert saturated["rnn/update_gate_saturation"] > 0.9 and saturated["rnn/reset_gate_saturation"] > 0.9
 
 
-def _frames(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
-
-
-def test_agent_resets_the_hidden_state_at_episode_starts():
+def test_agent_carries_the_hidden_state_and_resets_it_at_episode_starts():
     torch.manual_seed(0)
     net = RecurrentActorCritic(ModelConfig(arch="nature", hidden_size=16), GRUConfig(hidden_size=8))
-    agent = RecurrentAgent(net)
+    agent = PolicyAgent(net)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 3, 64, 64, 3), dtype=np.uint8)
+    starts = np.zeros((5, 3), dtype=bool)
+    starts[0] = starts[4, 0] = starts[4, 2] = True  # envs 0 and 2 start a new episode at the last step
     state = agent.initial_state(3)
     assert state.shape == (3, 8) and not state.any()
-    for k in range(3):  # build up some memory
-        _, state = agent.act(_frames(3, k), state, np.zeros(3, dtype=bool), deterministic=True)
-    assert state.abs().sum(1).min() > 0
-    frames = _frames(3, 9)
-    starts = np.array([True, False, True])
-    _, after_reset = agent.act(frames, state, starts, deterministic=True)
-    _, fresh = agent.act(frames, agent.initial_state(3), np.ones(3, dtype=bool), deterministic=True)
-    torch.testing.assert_close(after_reset[starts], fresh[starts])
-    assert not torch.allclose(after_reset[1], fresh[1])  # env 1 kept its memory
+    actions = []
+    for t in range(5):
+        a, state = agent.act(frames[t], state, starts[t], deterministic=True)
+        actions.append(a)
+    # Stepping equals one unroll of the whole sequence: the state went from each step to the next.
+    with torch.no_grad():
+        logits, _, last = net.unroll(torch.from_numpy(frames), net.initial_state(3, "cpu"), torch.from_numpy(starts))
+    np.testing.assert_array_equal(np.stack(actions), logits.argmax(-1).numpy())
+    torch.testing.assert_close(state, last)
+    # The restarted envs forgot their first four steps; env 1 kept its memory.
+    _, fresh = agent.act(frames[4], agent.initial_state(3), np.ones(3, dtype=bool), deterministic=True)
+    torch.testing.assert_close(state[[0, 2]], fresh[[0, 2]])
+    assert not torch.allclose(state[1], fresh[1])

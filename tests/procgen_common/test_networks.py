@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from procgen_common.networks import ActorCritic, FeedForwardAgent, ModelConfig, frames_to_input, sample_actions
+from procgen_common.networks import ActorCritic, ModelConfig, PolicyAgent, frames_to_input, sample_actions
 
 
 def test_frames_to_input_scales_and_permutes():
@@ -45,16 +45,24 @@ def test_sample_actions_follows_the_distribution():
     assert counts[3] == 0  # probability 0 is never drawn
 
 
-def test_feed_forward_agent_greedy_actions_are_the_argmax():
+def test_policy_agent_over_a_feed_forward_net_acts_from_its_forward_pass():
     torch.manual_seed(1)
     net = ActorCritic(ModelConfig(arch="nature", hidden_size=16), (64, 64, 3), 15)
-    agent = FeedForwardAgent(net)
-    obs = np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
-    actions, state = agent.act(obs, agent.initial_state(6), np.ones(6, bool), deterministic=True)
     with torch.no_grad():
-        expected = net(torch.from_numpy(obs))[0].argmax(-1).numpy()
-    np.testing.assert_array_equal(actions, expected)
+        net.policy_head.weight.normal_(std=20.0)  # logits a unit or so apart: a wrong temperature changes draws
+    agent = PolicyAgent(net)
+    obs = np.random.default_rng(0).integers(0, 256, (64, 64, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(obs))[0]
+    actions, state = agent.act(obs, agent.initial_state(64), np.ones(64, bool), deterministic=True)
+    np.testing.assert_array_equal(actions, logits.argmax(-1).numpy())
     assert state is None and not net.training
+    # Sampled actions: the same draws from the same distribution as sampling the forward pass's logits.
+    torch.manual_seed(5)
+    sampled, _ = agent.act(obs, None, np.zeros(64, bool))
+    torch.manual_seed(5)
+    np.testing.assert_array_equal(sampled, sample_actions(logits).numpy())
+    assert (sampled != actions).any()
 
 
 def test_model_config_rejects_empty_impala_channels():
