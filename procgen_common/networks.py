@@ -3,7 +3,7 @@
 Encoders take uint8 frames ``(batch, 64, 64, 3)`` straight from the environment and scale them
 to [0, 1] themselves, so callers never hold a float copy of a batch of frames. The HWC -> CHW
 permute leaves the tensor channels_last in memory, and the convolutions are kept channels_last
-too: on these CPUs that made IMPALA convolutions about 3x faster than NCHW (REFERENCE.md).
+too: on these CPUs that made IMPALA convolutions about 3x faster than NCHW.
 """
 
 from __future__ import annotations
