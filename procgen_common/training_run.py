@@ -1,7 +1,9 @@
-"""What every RL trainer of the suite does around its own updates, written once.
+"""What every trainer of the suite does around its own updates, written once.
 
-``TrainingRun`` holds a run of the suite's shape, whatever the algorithm: the checked run folder and its
-``config.yaml``, ``progress.csv`` and TensorBoard through ``RunLogger``, the tqdm bar, the checkpoint series
+``Run`` is what every trainer shares, the reward model's included: the run folder's lock, the checkpoint to
+resume from, the device, torch's thread count and seed, bf16 autocast, then ``config.yaml``, ``progress.csv``
+and TensorBoard through ``RunLogger``, and the tqdm bar.
+``TrainingRun`` adds what every RL trainer does, whatever the algorithm: the training env, the checkpoint series
 ``checkpoints/step_<step>.pt`` (evenly spaced from the initial to the final policy) and
 ``checkpoints/latest.pt`` for resuming, and the periodic held-out evaluation.
 ``EpisodeStats`` keeps the last 100 training episodes' true and learned returns side by side.
@@ -117,20 +119,16 @@ class EpisodeStats:
         self.learned_returns.extend(state.get("recent_learned_returns", []))
 
 
-class TrainingRun:
-    """The run folder, logging, checkpoints and evaluation of one training run of ``algo``.
+class Run:
+    """One trainer's run folder, held until ``close``, with the checkpoint to resume from (``resume_from``, None for a
+    fresh run), the device and bf16 autocast. ``config`` needs ``train`` and ``log`` sections; ``must_match`` names
+    the sections a resume must keep."""
 
-    ``config`` has the sections of ``baseline_agent.train.Config`` (env, train, eval, run, log);
-    ``must_match`` names the sections a resume must keep.
-    """
-
-    def __init__(self, config, algo: str, columns: Sequence[str], must_match: Sequence[str]):
-        self.algo = algo
-        self.run_dir: Path = config.run_dir
-        self.columns = [*COMMON_COLUMNS, *columns, *EVAL_COLUMNS]
-        self.lock = FolderLock(self.run_dir, "run.dir")  # held until close()
+    def __init__(self, run_dir: Path, config, must_match: Sequence[str]):
+        self.run_dir = run_dir
+        self.lock = FolderLock(run_dir, "run.dir")  # held until close()
         try:
-            self.resume_from = prepare_run_dir(self.run_dir, config, config.train.resume, must_match)
+            self.resume_from = prepare_run_dir(run_dir, config, config.train.resume, must_match)
             self.device = pick_device(config.train.device, "train.device")
         except BaseException:
             self.lock.release()
@@ -138,16 +136,51 @@ class TrainingRun:
         self.config = config = use_threads(config)
         torch.manual_seed(config.train.seed)
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=config.train.precision == "bf16")
+        self.logger: RunLogger | None = None
+        self.bar: tqdm.tqdm | None = None
+
+    def open_logs(self, columns: Sequence[str], step: int, **bar) -> None:
+        """Write config.yaml, open progress.csv (kept up to ``step``), TensorBoard and a progress bar (``bar``: tqdm's
+        arguments). A resume restores torch's random state here: call it after the networks are built."""
+        c = self.config
+        if self.resume_from is not None:
+            torch.set_rng_state(self.resume_from["rng"]["torch"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(c, self.run_dir / "config.yaml")
+        # With train.resume=true and no checkpoint, rows from the unsaved attempt are dropped (step 0).
+        resume_step = step if c.train.resume else None
+        self.logger = RunLogger(self.run_dir, list(columns), c.log, resume_step=resume_step, run_config=to_dict(c))
+        self.bar = progress_bar(dynamic_ncols=True, mininterval=1.0, **bar)
+
+    def close_logs(self) -> None:
+        close_bar(self.bar)
+        if self.logger is not None:
+            self.logger.close()
+        self.bar = self.logger = None
+
+    def close(self) -> None:
+        self.close_logs()
+        self.lock.release()
+
+
+class TrainingRun(Run):
+    """The training env, checkpoint series, evaluation and episode statistics of one RL training run of ``algo``.
+
+    ``config`` has the sections of ``baseline_agent.train.Config`` (env, train, eval, run, log).
+    """
+
+    def __init__(self, config, algo: str, columns: Sequence[str], must_match: Sequence[str]):
+        super().__init__(config.run_dir, config, must_match)
+        self.algo = algo
+        self.columns = [*COMMON_COLUMNS, *columns, *EVAL_COLUMNS]
         self.step, self.update, self.elapsed = 0, 0, 0.0
         self.episodes = EpisodeStats()
         if self.resume_from is not None:
             saved = self.resume_from
             self.step, self.update, self.elapsed = saved["step"], saved["update"], saved["elapsed_s"]
             self.episodes.load_state_dict(saved)
-            done = " (already finished)" if self.step >= config.train.total_steps else ""
+            done = " (already finished)" if self.step >= self.config.train.total_steps else ""
             print(f"resuming {self.run_dir} from step {self.step:,}{done}", file=sys.stderr)
-        self.logger: RunLogger | None = None
-        self.bar: tqdm.tqdm | None = None
         self.wrappers: dict[str, object] = {}
 
     def make_env(self, wrap_env: Callable[[VecEnv], VecEnv] | None = None) -> VecEnv:
@@ -168,29 +201,16 @@ class TrainingRun:
         ``model``); ``make_agent()`` an agent for evaluation, after which ``net`` returns to train mode."""
         c = self.config
         self.state, self.make_agent, self.net = state, make_agent, net
-        if self.resume_from is not None:
-            # Restored after the networks were built (their initialisation draws from the same generator).
-            torch.set_rng_state(self.resume_from["rng"]["torch"])
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(c, self.run_dir / "config.yaml")
-        # With train.resume=true and no checkpoint, rows from the unsaved attempt are dropped (step 0).
-        resume_step = self.step if c.train.resume else None
-        self.logger = RunLogger(self.run_dir, self.columns, c.log, resume_step=resume_step, run_config=to_dict(c))
+        bar = dict(
+            total=c.train.total_steps, initial=self.step, unit="step", unit_scale=True, desc=f"{self.algo} {c.env.game}"
+        )
+        self.open_logs(self.columns, self.step, **bar)
         self.targets = checkpoint_steps(c.train.total_steps, c.train.num_checkpoints)
         every = c.eval.every_steps
         self.next_eval = (self.step // every + 1) * every if every else None
         self.next_video = 0  # the first evaluation records one
         if self.step == 0:
             self._save_series_due(-1)  # the initial policy opens the series
-        self.bar = progress_bar(
-            total=c.train.total_steps,
-            initial=self.step,
-            unit="step",
-            unit_scale=True,
-            dynamic_ncols=True,
-            desc=f"{self.algo} {c.env.game}",
-            mininterval=1.0,
-        )
         self.last_save = time.monotonic()
 
     @property
@@ -278,9 +298,3 @@ class TrainingRun:
             save_checkpoint(self.run_dir / "checkpoints" / "latest.pt", self.payload())
             self.last_save = time.monotonic()
         return row
-
-    def close(self) -> None:
-        close_bar(self.bar)
-        if self.logger is not None:
-            self.logger.close()
-        self.lock.release()
