@@ -3,11 +3,11 @@
     python bench/trex_speed.py [--demos DIR] [--checkpoints RUN] [-c configs/trex-reward-cpu.yaml] [--rounds 3]
         [--memory-demos 10 0] [--gen-levels 16] [--gen-episodes 2] [--out bench/results/trex_speed.json] [key=value ...]
 
-1. Reward training (goal: at least 0.8 of the bound). Frames/s of the trainer's own step path,
-   timed over whole epochs: drawing the epoch's snippet pairs, gathering their uint8 frames, forward,
-   Bradley-Terry loss, backward, AdamW and the per-batch bookkeeping (``trex.train_reward``'s functions,
-   in the order ``train()`` calls them; validation and checkpointing are left out). The bound: the same
-   network's forward, backward and AdamW step on the same batches, gathered into tensors beforehand.
+1. Reward training (goal: at least 0.8 of the bound). Frames/s of the trainer's own epoch, in fp32:
+   ``trex.train_reward``'s ``epoch_pairs`` (drawing the epoch's snippet pairs) and ``train_epoch`` (gathering
+   their uint8 frames, forward, Bradley-Terry loss, backward, AdamW and the per-batch bookkeeping), as
+   ``train()`` calls them (validation and checkpointing are left out). The bound: the same network's forward,
+   backward and AdamW step on the same batches, gathered into tensors beforehand.
    Rounds of the two alternate, so noise from a shared machine hits both.
 2. Peak memory (goal: at most 1.5x the demos' uint8 size). A fresh subprocess imports everything, runs
    one warm-up step of a reward net on 8 frames (torch imports ~70 MB of modules for the first optimizer
@@ -32,6 +32,7 @@ Writes the JSON to --out and a markdown table beside it. Machines are shared and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -63,14 +64,7 @@ from trex.generate_demos import (
 from trex.pairs import snippet_frame_indices
 from trex.reward_net import RewardNet
 from trex.train_reward import Config as RewardConfig
-from trex.train_reward import (
-    draw_pairs,
-    preference_accuracy,
-    reward_loss,
-    select_training_demos,
-    snippet_returns,
-    train,
-)
+from trex.train_reward import epoch_pairs, select_training_demos, train, train_epoch
 
 FRAME_BYTES = int(np.prod(OBS_SHAPE))
 # A PPO run of a few seconds, for a checkpoint series when none is given (the policies barely play).
@@ -109,32 +103,18 @@ def reward_training_speed(config: RewardConfig, rounds: int, bare_batches: int) 
         timed = epoch > 0
         # The trainer's path: one epoch of train()'s loop.
         start = time.perf_counter()
-        pairs = draw_pairs(demos, data, demos.train, data.pairs_per_epoch, seed=[t.seed, 1, epoch])
-        order = np.random.default_rng([t.seed, 2, epoch]).permutation(len(pairs))
+        pairs = epoch_pairs(demos, data, t.seed, epoch)
         drawn = time.perf_counter()
-        frames = 0
-        for first in range(0, len(pairs), t.batch_size):
-            batch = pairs[order[first : first + t.batch_size]]
-            labels = torch.from_numpy(batch.label)
-            returns_a, returns_b, rewards = snippet_returns(net, demos.frames, batch, device)
-            loss = reward_loss(returns_a, returns_b, rewards, labels, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            accuracy = preference_accuracy(returns_a.mean(0), returns_b.mean(0), labels)
-            loss.item(), accuracy.item(), rewards.detach().abs().mean().item()
-            frames += rewards.shape[1]
+        train_epoch(net, optimizer, demos.frames, pairs, config, epoch, device, contextlib.nullcontext())
         end = time.perf_counter()
         if timed:
-            totals["trainer_frames"] += frames
+            totals["trainer_frames"] += int(pairs.length_a.sum() + pairs.length_b.sum())
             totals["trainer_s"] += end - start
             totals["draw_pairs_s"] += drawn - start
 
         # The bound: the first batches of the same epoch, their frames gathered beforehand (timed apart).
         start = time.perf_counter()
-        gathered = [
-            gather(demos.frames, pairs[order[k * t.batch_size : (k + 1) * t.batch_size]]) for k in range(bare_batches)
-        ]
+        gathered = [gather(demos.frames, pairs[k * t.batch_size : (k + 1) * t.batch_size]) for k in range(bare_batches)]
         gathered = [g for g in gathered if len(g[0])]
         gathered_at = time.perf_counter()
         for obs, actions in gathered:
@@ -166,14 +146,8 @@ def reward_training_speed(config: RewardConfig, rounds: int, bare_batches: int) 
 
 def gather(frames, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """The uint8 frames and actions of both snippets of every pair of ``batch``, as the trainer gathers them."""
-    rows = [
-        snippet_frame_indices(frames.offsets, demo, start, length, batch.stride)[0]
-        for demo, start, length in (
-            (batch.demo_a, batch.start_a, batch.length_a),
-            (batch.demo_b, batch.start_b, batch.length_b),
-        )
-    ]
-    rows = np.concatenate(rows)
+    clips = ((batch.demo_a, batch.start_a, batch.length_a), (batch.demo_b, batch.start_b, batch.length_b))
+    rows = np.concatenate([snippet_frame_indices(frames.offsets, *clip, batch.stride)[0] for clip in clips])
     return torch.from_numpy(frames.frames[rows]), torch.from_numpy(frames.actions[rows])
 
 

@@ -21,18 +21,20 @@ import dataclasses
 import json
 import sys
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from procgen_common.checkpoint import atomic_write_text, save_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import bounded, load_config, save_config, to_dict
-from procgen_common.logger import LogConfig, RunLogger, close_bar, progress_bar
-from procgen_common.runs import FolderLock, pick_device, prepare_run_dir, use_threads
+from procgen_common.config import bounded, load_config, to_dict
+from procgen_common.logger import LogConfig
+from procgen_common.training_run import Run
 from trex.augment import AUGMENTATIONS, augment_frames
 from trex.demos import DemoFrames, DemoSet, load_frames
 from trex.evaluate_reward import PREDICTORS, evaluate, member_rewards, summary_lines
@@ -213,18 +215,6 @@ def mean_reward_penalty(rewards: torch.Tensor, center: float = 0.0) -> torch.Ten
     return (rewards.mean(-1) - center).square().mean()
 
 
-def reward_loss(
-    returns_a: torch.Tensor, returns_b: torch.Tensor, rewards: torch.Tensor, labels: torch.Tensor, config
-) -> torch.Tensor:
-    """The trainer's full loss on a minibatch: Bradley-Terry + L1 on per-frame rewards + the centring penalty."""
-    t = config.train
-    return (
-        bradley_terry_loss(returns_a, returns_b, labels)
-        + t.l1_coef * rewards.abs().mean()
-        + t.center_coef * mean_reward_penalty(rewards, config.reward_net.output_center)
-    )
-
-
 def preference_accuracy(returns_a: torch.Tensor, returns_b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Fraction of pairs whose better snippet got the larger predicted return (a tie counts one half)."""
     agree = torch.sign(returns_b - returns_a) * (2 * labels - 1)
@@ -285,6 +275,55 @@ def validate_pairs(
         accuracy += preference_accuracy(mean_a, mean_b, labels).item() * len(batch)
     net.train()
     return loss / len(pairs), accuracy / len(pairs)
+
+
+def train_epoch(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    frames: DemoFrames,
+    pairs: SnippetPairs,
+    config: Config,
+    epoch: int,
+    device: torch.device,
+    autocast: AbstractContextManager,
+    bar: tqdm | None = None,
+) -> dict[str, float]:
+    """One epoch over ``pairs`` in the order given, one optimizer step per minibatch of ``train.batch_size`` pairs;
+    returns the epoch's ``train/*`` (means over the pairs) and ``time/frames_per_s`` (compute only) columns.
+
+    A minibatch's loss: the Bradley-Terry cross-entropy of the clips' summed rewards (Brown et al., 2019), plus
+    ``train.l1_coef`` x the mean |per-frame reward| and ``train.center_coef`` x ``mean_reward_penalty``. Frames are
+    augmented as ``train.augment`` says (seeded by the seed, ``epoch`` and minibatch), the network run under
+    ``autocast``; ``bar`` advances once per minibatch.
+    """
+    t = config.train
+    sums = {"loss": 0.0, "accuracy": 0.0, "reward_abs": 0.0, "reward_mean": 0.0}
+    frames_seen, compute_s = 0, 0.0
+    for start in range(0, len(pairs), t.batch_size):
+        batch = pairs[start : start + t.batch_size]
+        t_batch = time.monotonic()
+        labels = torch.from_numpy(batch.label).to(device)
+        augment = (t.augment, np.random.default_rng([t.seed, 5, epoch, start]))
+        with autocast:
+            returns_a, returns_b, rewards = snippet_returns(net, frames, batch, device, augment)
+        loss = (
+            bradley_terry_loss(returns_a, returns_b, labels)
+            + t.l1_coef * rewards.abs().mean()
+            + t.center_coef * mean_reward_penalty(rewards, config.reward_net.output_center)
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        compute_s += time.monotonic() - t_batch
+        frames_seen += rewards.shape[1]
+        accuracy = preference_accuracy(returns_a.mean(0), returns_b.mean(0), labels)
+        sums["loss"] += loss.item() * len(batch)
+        sums["accuracy"] += accuracy.item() * len(batch)
+        sums["reward_abs"] += rewards.detach().abs().mean().item() * len(batch)
+        sums["reward_mean"] += rewards.detach().mean().item() * len(batch)
+        if bar is not None:
+            bar.update(1)
+    return {f"train/{k}": v / len(pairs) for k, v in sums.items()} | {"time/frames_per_s": frames_seen / compute_s}
 
 
 @dataclass(frozen=True)
@@ -358,106 +397,67 @@ def draw_pairs(
         raise UserError(f"{key}: {err}") from None
 
 
+def epoch_pairs(demos: TrainingDemos, data: DataConfig, seed: int, epoch: int) -> SnippetPairs:
+    """The training pairs of ``epoch`` in training order, drawn afresh every epoch from seeds that depend only on
+    the epoch (so a resumed run draws what the uninterrupted one would have)."""
+    pairs = draw_pairs(demos, data, demos.train, data.pairs_per_epoch, seed=[seed, 1, epoch])
+    return pairs[np.random.default_rng([seed, 2, epoch]).permutation(len(pairs))]
+
+
 def train(config: Config) -> Path:
     """Train the reward model as configured, then evaluate it on held-out demos; returns the run folder."""
     demo_set = DemoSet.open(config.data.demos)
     test_set = DemoSet.open(config.data.test_demos) if config.data.test_demos else demo_set
     test_set.check_same_game(demo_set.game, demo_set.distribution_mode, f"data.demos {demo_set.folder}")
     run_dir = Path(config.run.dir or f"runs/trex-{demo_set.game}-{config.reward_net.arch}-seed{config.train.seed}")
-    with FolderLock(run_dir, "run.dir"):
-        return train_in(run_dir, config, demo_set, test_set)
-
-
-def train_in(run_dir: Path, config: Config, demo_set: DemoSet, test_set: DemoSet) -> Path:
-    """The body of ``train``, run while holding the run folder's lock."""
-    resume_from = prepare_run_dir(run_dir, config, config.train.resume, RESUME_MUST_MATCH)
-    device = pick_device(config.train.device, "train.device")
-    config = use_threads(config)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.train.precision == "bf16")
+    run = Run(run_dir, config, RESUME_MUST_MATCH)
+    config, device, saved = run.config, run.device, run.resume_from
     t, data = config.train, config.data
-
-    demos = select_training_demos(demo_set, data, t.seed)
-    if resume_from is not None and resume_from["demo_ids"] != demos.demo_ids:
-        raise UserError(f"data.demos: the demos in {demo_set.folder} changed since the run in {run_dir} started")
-    # Validation pairs join any two validation demos of different rank, as the held-out evaluation ranks demos across
-    # levels: data.same_level shapes what the model learns from, not how its ranking is checked.
-    val_pairs = draw_pairs(demos, dataclasses.replace(data, same_level=False), demos.val, data.val_pairs, [t.seed, 0])
-
-    torch.manual_seed(t.seed)
-    net = RewardNet(config.reward_net).to(device)
-    # AdamW: weight decay that is not scaled by Adam's per-weight step sizes (Loshchilov & Hutter, 2019).
-    optimizer = torch.optim.AdamW(net.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
-    epoch, elapsed, best_accuracy, best_loss, stale = 0, 0.0, -1.0, float("inf"), 0
-    if resume_from is not None:
-        net.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        torch.set_rng_state(resume_from["rng"]["torch"])
-        epoch, elapsed = resume_from["step"], resume_from["elapsed_s"]
-        best_accuracy, best_loss, stale = resume_from["best_accuracy"], resume_from["best_loss"], resume_from["stale"]
-        print(f"resuming {run_dir} from epoch {epoch}", file=sys.stderr)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    logger = RunLogger(
-        run_dir, PROGRESS_COLUMNS, config.log, resume_step=epoch if resume_from else None, run_config=to_dict(config)
-    )
-
-    def payload(**extra) -> dict:
-        return {
-            "algo": ALGO,
-            "step": epoch,
-            "mean_return": None,
-            "config": to_dict(config),
-            "model": net.state_dict(),
-            "demos": {
-                "game": demo_set.game,
-                "distribution_mode": demo_set.distribution_mode,
-                "folder": str(demo_set.folder),
-                "num_train": len(demos.train),
-                "num_val": len(demos.val),
-            },
-            "demo_ids": demos.demo_ids,
-            **extra,
-        }
-
-    batches = -(-data.pairs_per_epoch // t.batch_size)
-    bar = progress_bar(
-        total=t.epochs * batches,
-        initial=epoch * batches,
-        unit="batch",
-        desc=f"reward {demo_set.game}",
-        dynamic_ncols=True,
-        mininterval=1.0,
-    )
     try:
+        demos = select_training_demos(demo_set, data, t.seed)
+        if saved is not None and saved["demo_ids"] != demos.demo_ids:
+            raise UserError(f"data.demos: the demos in {demo_set.folder} changed since the run in {run_dir} started")
+        # Validation pairs join any two validation demos of different rank, as the held-out evaluation ranks demos
+        # across levels: data.same_level shapes what the model learns from, not how its ranking is checked.
+        val_data = dataclasses.replace(data, same_level=False)
+        val_pairs = draw_pairs(demos, val_data, demos.val, data.val_pairs, [t.seed, 0])
+
+        net = RewardNet(config.reward_net).to(device)
+        # AdamW: weight decay that is not scaled by Adam's per-weight step sizes (Loshchilov & Hutter, 2019).
+        optimizer = torch.optim.AdamW(net.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
+        epoch, elapsed, best_accuracy, best_loss, stale = 0, 0.0, -1.0, float("inf"), 0
+        if saved is not None:
+            net.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            epoch, elapsed = saved["step"], saved["elapsed_s"]
+            best_accuracy, best_loss, stale = saved["best_accuracy"], saved["best_loss"], saved["stale"]
+            print(f"resuming {run_dir} from epoch {epoch}", file=sys.stderr)
+        batches = -(-data.pairs_per_epoch // t.batch_size)
+        bar = dict(total=t.epochs * batches, initial=epoch * batches, unit="batch", desc=f"reward {demo_set.game}")
+        run.open_logs(PROGRESS_COLUMNS, epoch, **bar)
+
+        def payload(**extra) -> dict:
+            return {
+                "algo": ALGO,
+                "step": epoch,
+                "mean_return": None,
+                "config": to_dict(config),
+                "model": net.state_dict(),
+                "demos": {
+                    "game": demo_set.game,
+                    "distribution_mode": demo_set.distribution_mode,
+                    "folder": str(demo_set.folder),
+                    "num_train": len(demos.train),
+                    "num_val": len(demos.val),
+                },
+                "demo_ids": demos.demo_ids,
+                **extra,
+            }
+
         while epoch < t.epochs and not (t.patience and stale >= t.patience):
             t_start = time.monotonic()
-            # Fresh pairs and order every epoch, from seeds that depend only on the epoch (so a resumed run
-            # draws what the uninterrupted one would have).
-            pairs = draw_pairs(demos, data, demos.train, data.pairs_per_epoch, seed=[t.seed, 1, epoch])
-            order = np.random.default_rng([t.seed, 2, epoch]).permutation(len(pairs))
-            sums = {"loss": 0.0, "accuracy": 0.0, "reward_abs": 0.0, "reward_mean": 0.0}
-            frames_seen, compute_s = 0, 0.0
-            for start in range(0, len(pairs), t.batch_size):
-                batch = pairs[order[start : start + t.batch_size]]
-                t_batch = time.monotonic()
-                labels = torch.from_numpy(batch.label).to(device)
-                augment = (t.augment, np.random.default_rng([t.seed, 5, epoch, start]))
-                with autocast:
-                    returns_a, returns_b, rewards = snippet_returns(net, demos.frames, batch, device, augment)
-                loss = reward_loss(returns_a, returns_b, rewards, labels, config)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                compute_s += time.monotonic() - t_batch
-                frames_seen += rewards.shape[1]
-                accuracy = preference_accuracy(returns_a.mean(0), returns_b.mean(0), labels)
-                sums["loss"] += loss.item() * len(batch)
-                sums["accuracy"] += accuracy.item() * len(batch)
-                sums["reward_abs"] += rewards.detach().abs().mean().item() * len(batch)
-                sums["reward_mean"] += rewards.detach().mean().item() * len(batch)
-                bar.update(1)
-
+            pairs = epoch_pairs(demos, data, t.seed, epoch)
+            metrics = train_epoch(net, optimizer, demos.frames, pairs, config, epoch, device, run.autocast, run.bar)
             val_loss, val_accuracy = validate_pairs(net, demos.frames, val_pairs, t.batch_size, device)
             epoch += 1
             elapsed += time.monotonic() - t_start
@@ -466,37 +466,23 @@ def train_in(run_dir: Path, config: Config, demo_set: DemoSet, test_set: DemoSet
                 save_checkpoint(run_dir / "reward_net.pt", payload(val_accuracy=val_accuracy, val_loss=val_loss))
             else:
                 stale += 1
-            metrics = {f"train/{k}": v / len(pairs) for k, v in sums.items()}
-            metrics.update(
-                {
-                    "time/elapsed_s": round(elapsed, 1),
-                    "time/frames_per_s": frames_seen / compute_s,
-                    "val/loss": val_loss,
-                    "val/accuracy": val_accuracy,
-                    "val/best_accuracy": best_accuracy,
-                }
+            val = {"val/loss": val_loss, "val/accuracy": val_accuracy, "val/best_accuracy": best_accuracy}
+            metrics |= {"time/elapsed_s": round(elapsed, 1), **val}
+            run.logger.log(epoch, metrics)
+            run.bar.set_postfix({"loss": f"{metrics['train/loss']:.3f}", "val_acc": f"{val_accuracy:.3f}"})
+            state = dict(optimizer=optimizer.state_dict(), rng={"torch": torch.get_rng_state()}, elapsed_s=elapsed)
+            state |= dict(best_accuracy=best_accuracy, best_loss=best_loss, stale=stale)
+            save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload(**state))
+        run.close_logs()
+        if t.patience and stale >= t.patience and epoch < t.epochs:
+            print(
+                f"stopped early after epoch {epoch}: no better validation accuracy for {stale} epochs", file=sys.stderr
             )
-            logger.log(epoch, metrics)
-            bar.set_postfix({"loss": f"{metrics['train/loss']:.3f}", "val_acc": f"{val_accuracy:.3f}"})
-            save_checkpoint(
-                run_dir / "checkpoints" / "latest.pt",
-                payload(
-                    optimizer=optimizer.state_dict(),
-                    rng={"torch": torch.get_rng_state()},
-                    elapsed_s=elapsed,
-                    best_accuracy=best_accuracy,
-                    best_loss=best_loss,
-                    stale=stale,
-                ),
-            )
+        record_reward_per_frame(run_dir / "reward_net.pt", demos, device)
+        if config.eval.at_end:
+            evaluate_generalization(config, run_dir, demo_set, test_set, demos, device)
     finally:
-        close_bar(bar)
-        logger.close()
-    if t.patience and stale >= t.patience and epoch < t.epochs:
-        print(f"stopped early after epoch {epoch}: no better validation accuracy for {stale} epochs", file=sys.stderr)
-    record_reward_per_frame(run_dir / "reward_net.pt", demos, device)
-    if config.eval.at_end:
-        evaluate_generalization(config, run_dir, demo_set, test_set, demos, device)
+        run.close()
     return run_dir
 
 

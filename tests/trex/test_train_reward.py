@@ -208,6 +208,66 @@ def test_snippet_returns_sum_each_snippets_own_frames_whatever_the_padding():
             assert got[0, k].item() == pytest.approx(expected, rel=1e-5)
 
 
+class LinearReward(torch.nn.Module):
+    """A per-frame reward ``w x + b`` of the frame's mean pixel ``x`` in [0, 1]."""
+
+    def __init__(self, w: float, b: float):
+        super().__init__()
+        self.w, self.b = torch.nn.Parameter(torch.tensor(w)), torch.nn.Parameter(torch.tensor(b))
+
+    def forward(self, obs, actions):
+        return (self.w * obs.float().mean((1, 2, 3)) / 255 + self.b)[None]
+
+
+def test_one_epoch_step_against_a_hand_computed_bradley_terry_gradient():
+    import contextlib
+    import math
+    from unittest import mock
+
+    from trex.demos import DemoFrames
+    from trex.pairs import SnippetPairs
+    from trex.train_reward import TrainConfig, train_epoch
+
+    # Three demos of two frames each, every frame one grey level: x = (0.2, 0.4), (0.6, 0.8) and (1.0, 0.0).
+    grey = np.array([51, 102, 153, 204, 255, 0], dtype=np.uint8)
+    obs = np.broadcast_to(grey[:, None, None, None], (6, 64, 64, 3)).copy()
+    frames = DemoFrames(obs, np.zeros(6, np.int64), offsets=np.array([0, 2, 4, 6]))
+    # Demo 1 (x sum 1.4) beats demo 2 (1.0), which beats demo 0 (0.6). The second pair's label is the wrong way
+    # round, so the model's ranking agrees with two labels of three.
+    two, zero = np.full(3, 2), np.zeros(3, np.int64)
+    pairs = SnippetPairs(np.array([0, 2, 1]), zero, two, np.array([1, 0, 2]), zero, two, label=np.array([1, 1, 0]))
+    net = LinearReward(w=1.0, b=-0.45)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 100.0)  # a stale gradient, which the step must not add in
+    config = Config(train=TrainConfig(batch_size=3, l1_coef=0.1, center_coef=0.5))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    metrics = train_epoch(net, optimizer, frames, pairs, config, 0, torch.device("cpu"), contextlib.nullcontext())
+
+    # By hand. Both clips of a pair hold 2 frames, so b cancels in R_a - R_b = w (sum x_a - sum x_b): -0.8, 0.4, 0.4.
+    # A pair's loss is log(1 + exp(R_loser - R_winner)), its d/dw sigmoid(R_loser - R_winner) (x_loser - x_winner).
+    bt_loss = (math.log(1 + math.exp(-0.8)) + math.log(1 + math.exp(0.4)) + math.log(1 + math.exp(-0.4))) / 3
+    bt_grad_w = (-0.8 / (1 + math.exp(0.8)) + 0.4 / (1 + math.exp(-0.4)) - 0.4 / (1 + math.exp(0.4))) / 3
+    # The 12 frames are every demo frame twice; their rewards x - 0.45 are -0.25 -0.05 0.15 0.35 0.55 -0.45 twice.
+    # L1: mean |r| = 0.3; d/dw = mean(sign(r) x) = 1.8 / 6 = 0.3, d/db = mean(sign(r)) = 0.
+    # Centring: (mean r)^2 = 0.05^2; d/dw = 2 (mean r) (mean x) = 2 0.05 0.5, d/db = 2 0.05.
+    grad_w = bt_grad_w + 0.1 * 0.3 + 0.5 * 2 * 0.05 * 0.5
+    grad_b = 0.0 + 0.1 * 0.0 + 0.5 * 2 * 0.05
+    assert net.w.item() == pytest.approx(1.0 - 0.1 * grad_w, rel=1e-6)
+    assert net.b.item() == pytest.approx(-0.45 - 0.1 * grad_b, rel=1e-6)
+    assert metrics["train/loss"] == pytest.approx(bt_loss + 0.1 * 0.3 + 0.5 * 0.05**2, rel=1e-6)
+    assert metrics["train/accuracy"] == pytest.approx(2 / 3)
+    assert metrics["train/reward_abs"] == pytest.approx(0.3, rel=1e-6)
+    assert metrics["train/reward_mean"] == pytest.approx(0.05, rel=1e-5)
+    assert metrics["time/frames_per_s"] > 0
+
+    # Minibatches of 2 and 1 pairs (at a rate of 0, the model stays): each weighs by its pairs, (2 x 1/2 + 1) / 3.
+    bar = mock.Mock()
+    config = Config(train=TrainConfig(batch_size=2))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+    metrics = train_epoch(net, optimizer, frames, pairs, config, 0, torch.device("cpu"), contextlib.nullcontext(), bar)
+    assert metrics["train/accuracy"] == pytest.approx(2 / 3) and bar.update.call_count == 2
+
+
 class OffsetNet(torch.nn.Module):
     """A per-frame reward of the mean pixel plus a learnable constant ``offset`` added to every frame."""
 
