@@ -7,8 +7,8 @@ weights (Schaul et al., 2016) and a target network. ``env.num_envs`` actors (EDE
 buffer that stores each frame once (``policies.replay``); ``rainbow.replay_ratio`` sets how many
 replayed transitions each collected one pays for. The encoder is the suite's IMPALA or Nature CNN.
 
-Pure pieces, tested alone: ``project_distribution`` (the C51 target projection), ``NoisyLinear``, and
-in ``policies.replay`` the sum tree and ``nstep_targets``.
+Pure pieces, tested alone: ``project_distribution`` (the C51 target projection), ``td_loss`` (the loss and
+priorities of a replayed batch), ``NoisyLinear``, and in ``policies.replay`` the sum tree and ``nstep_targets``.
 """
 
 from __future__ import annotations
@@ -226,6 +226,42 @@ def project_distribution(
     return target
 
 
+def td_loss(
+    out: torch.Tensor,
+    next_out: torch.Tensor,
+    actions: torch.Tensor,
+    next_actions: torch.Tensor,
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    weights: torch.Tensor,
+    support: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rainbow's loss on a replayed batch (Hessel et al., 2018): ``(loss, priorities, q_taken)``.
+
+    ``out`` ``(B, A, K)``: ``QNetwork`` outputs, valued at ``actions`` ``(B,)``; ``next_out``: the bootstrap network's
+    on the n-th next frames, at ``next_actions``; ``returns``, ``discounts``: n-step returns and gamma^n (0 past an
+    episode's end); ``weights``: importance weights. With ``support`` (C51, Bellemare et al., 2017) a sample's loss is
+    the cross-entropy to the projected target distribution and its priority their KL divergence; without (K = 1), the
+    Huber loss to ``returns + discounts * Q'`` and the absolute TD error. ``q_taken``: expected returns, detached.
+    """
+    rows = torch.arange(len(actions), device=actions.device)
+    if support is not None:
+        log_probs = torch.log_softmax(out[rows, actions], -1)
+        with torch.no_grad():
+            next_probs = torch.softmax(next_out[rows, next_actions], -1)
+            target_probs = project_distribution(next_probs, returns, discounts, support)
+        per_sample = -(target_probs * log_probs).sum(-1)  # cross-entropy to the projected target
+        # Priority: the KL divergence, which differs from the cross-entropy by the target's entropy.
+        priority = per_sample.detach() + (target_probs * target_probs.clamp_min(1e-8).log()).sum(-1)
+        q_taken = (log_probs.exp() * support).sum(-1)
+    else:
+        q_taken = out[rows, actions, 0]
+        td_target = returns + discounts * next_out[rows, next_actions, 0]
+        per_sample = nn.functional.smooth_l1_loss(q_taken, td_target, reduction="none")
+        priority = (q_taken - td_target).detach().abs()
+    return (weights * per_sample).mean(), priority, q_taken.detach()
+
+
 class QAgent:
     """The agents' interface over a ``QNetwork``: greedy actions when ``deterministic``; otherwise the
     training behaviour, i.e. greedy under freshly drawn noise (noisy nets) or epsilon-greedy."""
@@ -322,12 +358,10 @@ def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None, must_match: Seque
     def learn(beta: float) -> tuple[float, float]:
         """One gradient update on a replayed batch; returns (loss, mean Q of the taken actions)."""
         batch = buffer.sample(r.batch_size, rng, beta)
-        obs = torch.from_numpy(batch.obs).to(device)
-        next_obs = torch.from_numpy(batch.next_obs).to(device)
-        actions = torch.from_numpy(batch.actions).to(device)
-        returns = torch.from_numpy(batch.returns).to(device)
-        discounts = torch.from_numpy(batch.discounts).to(device)
-        rows = torch.arange(len(actions), device=device)
+        obs, next_obs, actions, returns, discounts, weights = (
+            torch.from_numpy(x).to(device)
+            for x in (batch.obs, batch.next_obs, batch.actions, batch.returns, batch.discounts, batch.weights)
+        )
         if r.noisy:
             net.reset_noise()
             if target is not net:
@@ -338,27 +372,14 @@ def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None, must_match: Seque
             next_target = target(next_obs)
             next_online = net(next_obs) if r.double_q and target is not net else next_target
         next_actions = net.q_from(next_online).argmax(-1)
-        if r.distributional:
-            log_probs = torch.log_softmax(out[rows, actions], -1)
-            with torch.no_grad():
-                next_probs = torch.softmax(next_target[rows, next_actions], -1)
-                target_probs = project_distribution(next_probs, returns, discounts, net.support)
-            per_sample = -(target_probs * log_probs).sum(-1)  # cross-entropy to the projected target
-            # Priority: the KL divergence, which differs from the cross-entropy by the target's entropy.
-            priority = per_sample.detach() + (target_probs * target_probs.clamp_min(1e-8).log()).sum(-1)
-            q_taken = (log_probs.exp() * net.support).sum(-1)
-        else:
-            q_taken = out[rows, actions, 0]
-            td_target = returns + discounts * next_target[rows, next_actions, 0]
-            per_sample = nn.functional.smooth_l1_loss(q_taken, td_target, reduction="none")
-            priority = (q_taken - td_target).detach().abs()
-        loss = (torch.from_numpy(batch.weights).to(device) * per_sample).mean()
+        support = net.support if r.distributional else None
+        loss, priority, q_taken = td_loss(out, next_target, actions, next_actions, returns, discounts, weights, support)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), r.max_grad_norm)
         optimizer.step()
         buffer.update_priorities(batch.indices, priority.clamp_min(0).cpu().numpy())
-        return loss.item(), q_taken.detach().mean().item()
+        return loss.item(), q_taken.mean().item()
 
     obs = env.reset()
     try:

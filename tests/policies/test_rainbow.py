@@ -1,15 +1,24 @@
-"""Rainbow's pure pieces: the C51 projection against hand-computed examples, noisy layers, and the
-Q-network with each component switched off on its own."""
+"""Rainbow's pure pieces: the C51 projection and the TD loss against hand-computed examples, noisy layers, and
+the Q-network with each component switched off on its own."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from policies.rainbow import NoisyLinear, QAgent, QNetwork, RainbowConfig, linear_schedule, project_distribution
+from policies.rainbow import (
+    NoisyLinear,
+    QAgent,
+    QNetwork,
+    RainbowConfig,
+    linear_schedule,
+    project_distribution,
+    td_loss,
+)
 from procgen_common.networks import ModelConfig
 
 SUPPORT = torch.tensor([-1.0, 0.0, 1.0])  # three atoms one apart
@@ -48,6 +57,65 @@ def test_c51_projection_keeps_probability_mass():
     inside = ((returns[:, None] + discounts[:, None] * support).abs() <= 10).all(1)
     mean = (target * support).sum(-1)
     torch.testing.assert_close(mean[inside], (returns + discounts * (probs * support).sum(-1))[inside])
+
+
+def _outputs(chosen: torch.Tensor, picks: list[int], decoy: torch.Tensor) -> torch.Tensor:
+    """Network outputs ``(B, 2, K)``: ``chosen[i]`` at action ``picks[i]``, ``decoy`` at the other action."""
+    out = decoy.expand(len(picks), 2, decoy.shape[-1]).clone()
+    out[torch.arange(len(picks)), picks] = chosen
+    return out
+
+
+def test_c51_loss_by_hand():
+    # The taken actions' distributions, as logits; the next state's distribution at the chosen next action is
+    # (0.2, 0.5, 0.3) for all three. Decoys sit at the actions not taken or chosen.
+    taken = torch.tensor([[0.25, 0.5, 0.25], [0.6, 0.3, 0.1], [0.5, 0.25, 0.25]])
+    out = _outputs(taken.log(), [1, 0, 1], torch.tensor([0.1, 0.1, 0.8]).log()).requires_grad_()
+    next_out = _outputs(
+        torch.tensor([0.2, 0.5, 0.3]).log().expand(3, 3), [0, 1, 0], torch.tensor([0.6, 0.2, 0.2]).log()
+    )
+    returns, discounts = torch.tensor([0.25, -3.0, -0.25]), torch.tensor([1.0, 0.9, 0.0])
+    weights = torch.tensor([1.0, 0.5, 2.0])
+    loss, priority, q_taken = td_loss(
+        out, next_out, torch.tensor([1, 0, 1]), torch.tensor([0, 1, 0]), returns, discounts, weights, SUPPORT
+    )
+    # The targets, projected by hand:
+    # 1. 0.25 + z = (-0.75, 0.25, 1.25): -0.75 is a quarter of the way from -1 to 0, so atom -1 gets 0.75 x 0.2 and
+    #    atom 0 0.25 x 0.2; 0.25 gives 0.75 x 0.5 to atom 0 and 0.25 x 0.5 to atom 1; 1.25 is clipped to atom 1.
+    # 2. -3 + 0.9 z = (-3.9, -3, -2.1): all below v_min, clipped to atom -1.
+    # 3. an episode's end (discount 0): all mass at -0.25, a quarter of the way from 0 down to -1.
+    target = torch.tensor([[0.15, 0.05 + 0.375, 0.125 + 0.3], [1.0, 0.0, 0.0], [0.25, 0.75, 0.0]])
+    cross_entropy = [
+        -(0.15 * math.log(0.25) + 0.425 * math.log(0.5) + 0.425 * math.log(0.25)),
+        -math.log(0.6),
+        -(0.25 * math.log(0.5) + 0.75 * math.log(0.25)),
+    ]
+    entropy = [
+        -(0.15 * math.log(0.15) + 2 * 0.425 * math.log(0.425)),
+        0.0,
+        -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)),
+    ]
+    assert loss.item() == pytest.approx((cross_entropy[0] + 0.5 * cross_entropy[1] + 2.0 * cross_entropy[2]) / 3)
+    # Priority: the KL divergence, the cross-entropy less the target's entropy.
+    torch.testing.assert_close(priority, torch.tensor(cross_entropy) - torch.tensor(entropy))
+    torch.testing.assert_close(q_taken, torch.tensor([0.0, -0.5, -0.25]))  # sum of p z
+    # The gradient reaches the taken actions' logits only: weight / B x (p - target).
+    loss.backward()
+    expected = _outputs((weights[:, None] / 3) * (taken - target), [1, 0, 1], torch.zeros(3))
+    torch.testing.assert_close(out.grad, expected)
+
+
+def test_huber_td_loss_by_hand():
+    out = _outputs(torch.tensor([[1.0], [0.0]]), [0, 1], torch.tensor([5.0]))
+    next_out = _outputs(torch.tensor([[1.0], [2.0]]), [1, 0], torch.tensor([-7.0]))
+    returns, discounts, weights = torch.tensor([0.5, 2.0]), torch.tensor([0.9, 0.5]), torch.tensor([1.0, 0.5])
+    loss, priority, q_taken = td_loss(
+        out, next_out, torch.tensor([0, 1]), torch.tensor([1, 0]), returns, discounts, weights, None
+    )
+    # TD targets 0.5 + 0.9 x 1 = 1.4 and 2 + 0.5 x 2 = 3; errors -0.4 (quadratic: 0.4^2 / 2) and -3 (linear: 3 - 1/2).
+    assert loss.item() == pytest.approx((0.08 + 0.5 * 2.5) / 2)
+    torch.testing.assert_close(priority, torch.tensor([0.4, 3.0]))
+    torch.testing.assert_close(q_taken, torch.tensor([1.0, 0.0]))
 
 
 def test_noisy_linear_resamples_in_training_and_is_deterministic_in_eval():
