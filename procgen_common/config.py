@@ -7,8 +7,9 @@ naming the key, the file and what is allowed; ``procgen_common.cli`` turns that 
 on stderr and exit status 2.
 
 Ranges and choices are declared on the field (``bounded(...)`` and ``Literal``), so one checker
-validates every config in the suite; checks that involve several fields live in a dataclass's
-``validate()`` method.
+(``check``) validates every config in the suite; checks that involve several fields live in a dataclass's
+``validate()`` method. The entry points' configs are frozen and ``Checked``: a change is a
+``dataclasses.replace``, which builds a new config and checks it like the loader does.
 """
 
 from __future__ import annotations
@@ -113,16 +114,20 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (ints are accepted for floats)."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r} ({where})")
+    bad = ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, tp):
+            raise bad
+        return value
     if origin is Literal:
         if value not in typing.get_args(tp):
             choices = ", ".join(str(a) for a in typing.get_args(tp))
-            raise ConfigError(
+            raise ValueError(
                 f"{key}: {value!r} is not allowed; choose one of {choices}"
-                f"{closest(str(value), map(str, typing.get_args(tp)))} ({where})"
+                f"{closest(str(value), map(str, typing.get_args(tp)))}"
             )
         return value
     if origin in (typing.Union, types.UnionType):
@@ -133,15 +138,15 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _convert(value, arg, key, where)
-            except ConfigError:
+                return _convert(value, arg, key)
+            except ValueError:
                 pass
         raise bad
     if origin is list:
         if not isinstance(value, list):
             raise bad
         (item,) = typing.get_args(tp)
-        return [_convert(v, item, f"{key}[{i}]", where) for i, v in enumerate(value)]
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
             raise bad
@@ -157,7 +162,7 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
             raise bad
         if not math.isfinite(value):
             # NaN passes every < and > comparison, so a range check alone would let it through.
-            raise ConfigError(f"{key}: {value!r} is not a finite number; give a finite value ({where})")
+            raise ValueError(f"{key}: {value!r} is not a finite number; give a finite value")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -166,7 +171,7 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
 
-def _check_range(value: Any, spec: tuple, key: str, where: str) -> None:
+def _check_range(value: Any, spec: tuple, key: str) -> None:
     low, high, low_open = spec
     if value is None:
         return
@@ -179,14 +184,54 @@ def _check_range(value: Any, spec: tuple, key: str, where: str) -> None:
             allowed = f"<= {high}"
         else:
             allowed = f"in {'(' if low_open else '['}{low}, {high}]"
-        raise ConfigError(f"{key}: {value!r} is out of range; allowed {allowed} ({where})")
+        raise ValueError(f"{key}: {value!r} is out of range; allowed {allowed}")
+
+
+_hints = cache(typing.get_type_hints)
+
+
+def check(obj: Any) -> None:
+    """Check a config dataclass: every field against its annotation and declared range (an int given for a float
+    becomes a float), the sections that do not check themselves (not ``Checked``) likewise, then ``validate()``.
+
+    Raises ``ValueError("key: what is wrong; what is allowed")``, the key relative to ``obj``. A ``validate()``
+    method checks what involves several fields and raises the same way.
+    """
+    hints = _hints(type(obj))
+    for fld in dataclasses.fields(obj):
+        value = _convert(getattr(obj, fld.name), hints[fld.name], fld.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, Checked):
+            try:
+                check(value)
+            except ValueError as err:
+                raise ValueError(f"{fld.name}.{err}") from None
+        if "range" in fld.metadata:
+            _check_range(value, fld.metadata["range"], fld.name)
+        object.__setattr__(obj, fld.name, value)  # the converted value, also on a frozen dataclass
+    if hasattr(obj, "validate"):
+        obj.validate()
+
+
+class Checked:
+    """Base of the frozen config dataclasses (``@dataclass(frozen=True) class X(Checked)``): every instance is
+    checked (``check``) when it is built, by ``from_dict``, by ``dataclasses.replace`` or by a direct call, so a
+    config that exists is a valid one. A bad value raises a one-line ``ConfigError`` naming the field."""
+
+    def __post_init__(self) -> None:
+        try:
+            check(self)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def from_dict(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a nested mapping, checking keys, types and ranges."""
+    """Build dataclass ``cls`` from a nested mapping, checking keys, types, ranges and ``validate()`` (``check``).
+
+    A class may define ``fill_data(data, where) -> data``: the mapping with the keys it derives from others filled
+    in, before its sections are built and checked (``experiments.pipeline`` sets each stage's env, seed and paths).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r} ({where})")
-    hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
@@ -195,38 +240,23 @@ def from_dict(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
                 f"unknown key '{prefix}{key}'{closest(prefix + str(key), [prefix + f for f in fields])} ({where}); "
                 f"allowed under {prefix.rstrip('.') or 'the top level'}: {allowed}"
             )
+    if hasattr(cls, "fill_data"):
+        data = cls.fill_data(data, where)
     kwargs = {}
-    for name, fld in fields.items():
+    for name in fields:
         if name not in data:
             continue
-        key = prefix + name
-        tp = hints[name]
+        tp = _hints(cls)[name]
+        kwargs[name] = data[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = from_dict(tp, data[name] if data[name] is not None else {}, where, key + ".")
-            continue
-        value = _convert(data[name], tp, key, where)
-        if "range" in fld.metadata:
-            _check_range(value, fld.metadata["range"], key, where)
-        kwargs[name] = value
-    obj = cls(**kwargs)
+            kwargs[name] = from_dict(tp, data[name] if data[name] is not None else {}, where, f"{prefix}{name}.")
+    try:
+        obj = cls(**kwargs)
+        if not isinstance(obj, Checked):
+            check(obj)
+    except ValueError as err:
+        raise ConfigError(f"{prefix}{err} ({where})") from None
     return obj
-
-
-def validate(obj: Any, where: str, prefix: str = "") -> None:
-    """Run every nested ``validate()`` method, re-raising its ValueError as a ConfigError.
-
-    A ``validate()`` raises ``ValueError("field: what is wrong; what is allowed")`` with the
-    field name relative to its own dataclass; the section prefix is added here.
-    """
-    for fld in dataclasses.fields(obj):
-        value = getattr(obj, fld.name)
-        if dataclasses.is_dataclass(value):
-            validate(value, where, prefix + fld.name + ".")
-    if hasattr(obj, "validate"):
-        try:
-            obj.validate()
-        except ValueError as err:
-            raise ConfigError(f"{prefix}{err} ({where})") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -272,25 +302,28 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+def node_at(data: dict, keys: typing.Sequence[str], what: str) -> dict:
+    """The mapping under the dotted path ``keys`` of ``data``, made where absent or empty (``env:`` with nothing
+    under it); a value that is not a mapping on the way raises a ConfigError starting with ``what``."""
+    for part in keys:
+        if data.get(part) is None:
+            data[part] = {}
+        if not isinstance(data[part], dict):
+            raise ConfigError(f"{what}: {part} is not a section")
+        data = data[part]
+    return data
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> T:
     """Build a ``cls`` from a YAML file (optional) and ``key=value`` overrides, fully checked."""
     data = read_yaml(path) if path is not None else {}
     where = f"in {path}" if path is not None else "in the defaults"
     for text in overrides:
         keys, value = parse_override(text)
-        node = data
-        for part in keys[:-1]:
-            if node.get(part) is None:
-                node[part] = {}  # an absent section, or `env:` with nothing under it
-            if not isinstance(node[part], dict):
-                raise ConfigError(f"override {text!r}: {part} is not a section")
-            node = node[part]
-        node[keys[-1]] = value
+        node_at(data, keys[:-1], f"override {text!r}")[keys[-1]] = value
     if overrides:
         where += " or the command line"
-    config = from_dict(cls, data, where)
-    validate(config, where)
-    return config
+    return from_dict(cls, data, where)
 
 
 def to_dict(config: Any) -> dict:

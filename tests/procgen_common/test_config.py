@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
 
 from procgen_common.config import (
+    Checked,
     ConfigError,
     bounded,
     closest,
     describe,
+    from_dict,
     load_config,
     parse_override,
     read_yaml,
@@ -192,3 +195,76 @@ def test_override_into_empty_yaml_section_is_applied(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("inner:\nlabel: y\n")
     assert load_config(Outer, path, ["inner.size=7"]).inner.size == 7
+
+
+@dataclass(frozen=True)
+class Section(Checked):
+    """A frozen section that checks itself."""
+
+    rate: float = bounded(0.5, 0.0, 1.0)
+    """A rate in [0, 1]."""
+    low: int = 0
+    """At most high."""
+    high: int = 1
+    """At least low."""
+
+    def validate(self) -> None:
+        if self.low > self.high:
+            raise ValueError(f"low: {self.low} is above high {self.high}")
+
+
+@dataclass(frozen=True)
+class Top(Checked):
+    """A frozen config holding a checked section and a plain one."""
+
+    section: Section = field(default_factory=Section)
+    """Checks itself."""
+    inner: Inner = field(default_factory=Inner)
+    """A plain dataclass: checked by the config that holds it."""
+
+
+def test_a_checked_config_is_frozen():
+    config = load_config(Top, None, ["section.rate=0.25"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.section.rate = 2.0  # a change must go through dataclasses.replace, which checks it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.section = Section()
+
+
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        (lambda c: dataclasses.replace(c.section, rate=1.5), ["rate: 1.5 is out of range", "[0.0, 1.0]"]),
+        (lambda c: dataclasses.replace(c.section, low=3, high=2), ["low: 3 is above high 2"]),  # validate()
+        (lambda c: dataclasses.replace(c.section, rate="fast"), ["rate: expected float, got 'fast'"]),
+        (lambda c: Section(rate=float("nan")), ["rate: nan is not a finite number"]),  # a direct call too
+        # A plain section held by a checked config is checked, with its key, when the config is rebuilt.
+        (lambda c: dataclasses.replace(c, inner=Inner(size=0)), ["inner.size: 0 is out of range"]),
+        (lambda c: dataclasses.replace(c, inner=Inner(size=200)), ["inner.size: must be <= 100 in fast mode"]),
+        (lambda c: dataclasses.replace(c, section=3), ["section: expected Section, got 3"]),
+    ],
+)
+def test_replace_and_direct_construction_check_like_the_loader(change, needles):
+    config = load_config(Top)
+    with pytest.raises(ConfigError) as info:
+        change(config)
+    message = str(info.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_a_checked_config_converts_on_construction():
+    section = dataclasses.replace(Section(), rate=1)
+    assert section.rate == 1.0 and isinstance(section.rate, float)  # an int given for a float, as the loader does
+    assert dataclasses.replace(load_config(Top), section=section).section is section
+
+
+@pytest.mark.parametrize("cls", [Outer, Top])
+def test_from_dict_checks_validate_and_ranges_with_the_key_and_where(cls):
+    with pytest.raises(ConfigError, match=r"^inner\.size: must be <= 100 in fast mode \(in a checkpoint\)$"):
+        from_dict(cls, {"inner": {"size": 200}}, "in a checkpoint")
+    with pytest.raises(ConfigError, match=r"^inner\.rate: 2\.0 is out of range; allowed in \[0.0, 1.0\] \(here\)$"):
+        from_dict(cls, {"inner": {"rate": 2}}, "here")
+    with pytest.raises(ConfigError, match=r"^section\.low: 5 is above high 1 \(here\)$"):
+        from_dict(Top, {"section": {"low": 5}}, "here")
