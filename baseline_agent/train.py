@@ -29,7 +29,7 @@ import torch
 
 from baseline_agent.ppo import PPOConfig, RewardScaler, compute_gae, explained_variance, ppo_loss
 from procgen_common.cli import config_parser, main_guard
-from procgen_common.config import bounded, load_config
+from procgen_common.config import Checked, bounded, load_config
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig
 from procgen_common.logger import LogConfig
 from procgen_common.networks import ActorCritic, ModelConfig, PolicyNet, sample_actions
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from stable_baselines3.common.vec_env import VecEnv
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(Checked):
     """Budget, seeding, checkpoints and resuming."""
 
     total_steps: int = bounded(25_000_000, 1)
@@ -64,8 +64,8 @@ class TrainConfig:
     and optimizer stay fp32); much faster on CPUs with AMX/AVX512-BF16 and on recent GPUs."""
 
 
-@dataclass
-class EvalConfig:
+@dataclass(frozen=True)
+class EvalConfig(Checked):
     """Periodic evaluation during training."""
 
     every_steps: int = bounded(1_000_000, 0)
@@ -89,16 +89,16 @@ class EvalConfig:
                 raise ValueError(f"splits: unknown split {split!r}; allowed train, test, all")
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig(Checked):
     """Where outputs go."""
 
     dir: str | None = None
     """Run folder; null = runs/ppo-<game>-<arch>-seed<seed>."""
 
 
-@dataclass
-class Config:
+@dataclass(frozen=True)
+class Config(Checked):
     """PPO demonstrator training (baseline_agent.train)."""
 
     env: EnvConfig = field(default_factory=EnvConfig)

@@ -32,6 +32,7 @@ import hashlib
 import json
 import sys
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,12 +42,13 @@ import numpy as np
 from baseline_agent import zoo
 from baseline_agent.train import Config as DemonstratorConfig
 from baseline_agent.train import train as train_demonstrator
+from policies.reward_wrapper import RewardConfig as GameReward
 from policies.train import Config as AgentConfig
 from policies.train import train as train_agent
 from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import ConfigError, bounded, load_config, read_yaml, save_config, to_dict
+from procgen_common.config import Checked, ConfigError, bounded, from_dict, load_config, node_at, read_yaml, save_config
 from procgen_common.env import EnvConfig
 from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, write_evaluation
 from procgen_common.runs import FolderLock, pick_device
@@ -58,8 +60,8 @@ from trex.train_reward import Config as RewardConfig
 from trex.train_reward import train as train_reward
 
 
-@dataclass
-class EvaluationConfig:
+@dataclass(frozen=True)
+class EvaluationConfig(Checked):
     """The final held-out evaluation of every policy."""
 
     episodes: int = bounded(100, 1)
@@ -70,11 +72,9 @@ class EvaluationConfig:
     """Environments played in parallel."""
 
 
-@dataclass
-class Config:
-    """The whole T-REX experiment (experiments.pipeline). Each stage section is that stage's own config, except the
-    keys the pipeline sets itself: the env (from env.*), seeds (from seed), run folders and the paths that
-    connect the stages."""
+@dataclass(frozen=True)
+class Experiment(Checked):
+    """What the stages share: the experiment folder, the seed, the demonstrators and the env."""
 
     dir: str = "experiments/quickstart"
     """Experiment folder: one subfolder per stage, stages/ (what each finished stage ran with) and report.md."""
@@ -87,6 +87,18 @@ class Config:
     (its budget is in the report). null = train the demonstrator (demonstrator.*)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Game, training levels and Procgen options of the demonstrator and both agents."""
+
+    def validate(self) -> None:
+        if not self.dir.strip():
+            raise ValueError("dir: empty; name the experiment folder (e.g. dir=experiments/mine)")
+
+
+@dataclass(frozen=True)
+class Config(Experiment):
+    """The whole T-REX experiment (experiments.pipeline). Each stage section is that stage's own config, except the
+    keys the pipeline sets itself: the env (from env.*), seeds (from seed), run folders and the paths that
+    connect the stages."""
+
     demonstrator: DemonstratorConfig = field(default_factory=DemonstratorConfig)
     """PPO demonstrator (baseline_agent.train); its checkpoint series are the demonstrations' skill ladder."""
     demos: DemosConfig = field(default_factory=DemosConfig)
@@ -98,23 +110,40 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     """The final held-out evaluation of every policy."""
 
-    def __post_init__(self) -> None:
-        if not str(self.dir).strip():
-            raise ConfigError("dir: empty; name the experiment folder (e.g. dir=experiments/mine)")
-        # The keys the pipeline sets are filled in before the sections are checked, so each stage's own checks
-        # (e.g. minibatches against env.num_envs) see the config the stage will run with.
-        for section, values in pipeline_keys(self).items():
-            ours = getattr(self, section)
-            default = next(f for f in dataclasses.fields(self) if f.name == section).default_factory()
+    @classmethod
+    def fill_data(cls, data: dict, where: str) -> dict:
+        """``data`` with the keys the pipeline sets filled into the stage sections before they are built (and
+        checked: each stage's own checks, e.g. minibatches against env.num_envs, see the config it will run with).
+        A key set to anything but its default or the pipeline's value is refused."""
+        shared = from_dict(Experiment, {k: v for k, v in data.items() if k in Experiment.__dataclass_fields__}, where)
+        data = copy.deepcopy(data)
+        for name, values in pipeline_keys(shared).items():
             for key, value in values.items():
-                if _get(ours, key) not in (_get(default, key), value):
-                    raise ConfigError(f"{section}.{key}: set by the pipeline ({PIPELINE_KEYS_WHY[key]}); leave it out")
-                _set(ours, key, copy.deepcopy(value))
+                *parents, last = key.split(".")
+                node = node_at(data, [name, *parents], f"{name}.{key} ({where})")
+                given = node.get(last, value)
+                if dataclasses.is_dataclass(value) and last in node:
+                    given = from_dict(type(value), given or {}, where, f"{name}.{key}.")
+                if given not in (field_default(typing.get_type_hints(cls)[name], key), value):
+                    raise ConfigError(f"{name}.{key}: set by the pipeline ({PIPELINE_KEYS_WHY[key]}); leave it out")
+                node[last] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return data
 
 
-def pipeline_keys(config: Config) -> dict[str, dict]:
+def field_default(cls: type, dotted: str):
+    """The default of a dotted key of config dataclass ``cls``, read off its fields (a stage's default config need
+    not be valid: demos.checkpoints has no default)."""
+    head, _, rest = dotted.partition(".")
+    if rest:
+        return field_default(typing.get_type_hints(cls)[head], rest)
+    fld = cls.__dataclass_fields__[head]
+    return fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
+
+
+def pipeline_keys(config: Experiment) -> dict[str, dict]:
     """Per stage section, the keys the pipeline sets and their values: what connects the stages, the env and
-    the seed (agent.run.dir and agent.reward.* differ between the two agents; see ``stage_configs``)."""
+    the seed. The agent section is the learned-reward agent's; the true-reward agent's differs in its run folder
+    and its reward (the game's; see ``stage_configs``)."""
     root, seed, env = Path(config.dir), config.seed, config.env
     return {
         "demonstrator": {"env": env, "run.dir": str(root / "demonstrator"), "train.seed": seed, "train.resume": True},
@@ -136,8 +165,8 @@ def pipeline_keys(config: Config) -> dict[str, dict]:
         "agent": {
             "env": env,
             "run.dir": None,
-            "reward.source": "env",
-            "reward.model": None,
+            "reward.source": "learned",
+            "reward.model": str(root / "reward"),
             "train.seed": seed,
             "train.resume": True,
         },
@@ -164,27 +193,6 @@ PIPELINE_KEYS_WHY = {
 NOT_RESULTS = ("device", "torch_threads", "writer_threads", "log", "save_interval_minutes")
 
 
-def _get(obj, dotted: str):
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _set(obj, dotted: str, value) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        obj = getattr(obj, part)
-    setattr(obj, last, value)
-
-
-def with_keys(section, values: dict):
-    """A deep copy of a stage config with the pipeline's keys set."""
-    section = copy.deepcopy(section)
-    for key, value in values.items():
-        _set(section, key, value)
-    return section
-
-
 @dataclass
 class Stage:
     """One step of the experiment: its folder, the config it runs with and the stages it reads from."""
@@ -197,15 +205,19 @@ class Stage:
 
 
 def stage_configs(config: Config) -> dict[str, object]:
-    """Every stage's own config (the sections, with the two agents' run folders and rewards set)."""
-    root = Path(config.dir)
-    learned = {"run.dir": str(root / "agent-learned"), "reward.source": "learned", "reward.model": str(root / "reward")}
+    """Every stage's own config: the sections, with the two agents' run folders set and the game's reward (which
+    reads no other reward.* key) for the true-reward agent."""
+    root, agent = Path(config.dir), config.agent
+
+    def agent_in(name: str, **changes):
+        return dataclasses.replace(agent, run=dataclasses.replace(agent.run, dir=str(root / name)), **changes)
+
     return {
         "demonstrator": config.demonstrator,
         "demos": config.demos,
         "reward": config.reward,
-        "agent-learned": with_keys(config.agent, learned),
-        "agent-true": with_keys(config.agent, {"run.dir": str(root / "agent-true")}),
+        "agent-learned": agent_in("agent-learned"),
+        "agent-true": agent_in("agent-true", reward=GameReward()),
     }
 
 
@@ -222,7 +234,7 @@ def _flat(data, prefix: str = "") -> dict:
 
 def stage_settings(stage: Stage, input_digests: dict[str, str]) -> dict:
     """What a stage's results depend on: its flattened config and the digests of the stages it reads from."""
-    settings = _flat(to_dict(stage.config) if dataclasses.is_dataclass(stage.config) else stage.config)
+    settings = _flat(dataclasses.asdict(stage.config) if dataclasses.is_dataclass(stage.config) else stage.config)
     for name in stage.inputs:
         settings[f"<{name}>"] = input_digests[name]
     return settings
@@ -552,7 +564,7 @@ def stages(config: Config) -> list[Stage]:
         Stage(
             "evaluation",
             root / "evaluation",
-            {"evaluation": to_dict(config.evaluation), "seed": config.seed},
+            {"evaluation": dataclasses.asdict(config.evaluation), "seed": config.seed},
             ("demos", "agent-learned", "demonstrator" if reuse else "agent-true"),
             lambda: evaluate_policies(config, root),
         ),

@@ -20,15 +20,15 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from baseline_agent.train import Rollout, train_ppo
-from procgen_common.config import bounded, from_dict
+from procgen_common.config import Checked, bounded, from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ModelConfig, PolicyAgent, PolicyNet, make_encoder, orthogonal_init
 
 ALGO = "ppo_gru"
 
 
-@dataclass
-class GRUConfig:
+@dataclass(frozen=True)
+class GRUConfig(Checked):
     """The recurrent core of ppo_gru."""
 
     hidden_size: int = bounded(256, 1)

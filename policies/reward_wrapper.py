@@ -35,13 +35,13 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from baseline_agent.ppo import RewardScaler
 from procgen_common.cli import UserError
-from procgen_common.config import bounded
+from procgen_common.config import Checked, bounded
 from procgen_common.env import EnvConfig
 from trex.reward_net import RewardNet, load_reward_net
 
 
-@dataclass
-class RewardConfig:
+@dataclass(frozen=True)
+class RewardConfig(Checked):
     """The reward the agent trains on: the game's own, or a learned T-REX reward model's."""
 
     source: Literal["env", "learned"] = "env"

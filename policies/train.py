@@ -27,14 +27,14 @@ from policies.rainbow import RainbowConfig
 from policies.registry import ALGORITHMS
 from policies.reward_wrapper import RewardConfig, reward_wrapper
 from procgen_common.cli import config_parser, main_guard
-from procgen_common.config import load_config
+from procgen_common.config import Checked, load_config
 from procgen_common.runs import pick_device
 
 Algo = Literal[tuple(ALGORITHMS)]
 
 
-@dataclass
-class AgentConfig:
+@dataclass(frozen=True)
+class AgentConfig(Checked):
     """Which algorithm learns the policy."""
 
     algo: Algo = "ppo"
@@ -42,15 +42,15 @@ class AgentConfig:
     (rainbow.*); 'sb3_ppo': stable-baselines3's PPO with the Nature CNN (a reference for cross-checks)."""
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig(Checked):
     """Where outputs go."""
 
     dir: str | None = None
     """Run folder; null = runs/<agent.algo>-<game>-<reward.source>-seed<seed>."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config(BaselineConfig):
     """Agent training on the true or a learned reward (policies.train). The env, model, ppo, train, eval and
     log sections are the demonstrator's; ppo.* applies to ppo, ppo_gru and sb3_ppo."""

@@ -31,7 +31,7 @@ from baseline_agent import zoo
 from procgen_common.agents import load_agent
 from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import bounded, load_config, read_yaml, save_config, to_dict
+from procgen_common.config import Checked, bounded, load_config, read_yaml, save_config, to_dict
 from procgen_common.env import EnvConfig, ProcgenVecEnv, check_game, one_level_config
 from procgen_common.episodes import MAX_LEVEL_SEED, Episode, Job, play_episodes
 from procgen_common.logger import close_bar, progress_bar
@@ -40,8 +40,8 @@ from procgen_common.sb3_agent import load_sb3_agent
 from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, read_index, save_demo, write_index
 
 
-@dataclass
-class Config:
+@dataclass(frozen=True)
+class Config(Checked):
     """Demonstration generation (trex.generate_demos)."""
 
     checkpoints: str | list[str] = ""

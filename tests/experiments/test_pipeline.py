@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -174,6 +175,19 @@ def test_keys_the_pipeline_sets_are_refused():
         load_config(Config, None, ["agent.reward.model=x"])
     with pytest.raises(ConfigError, match=r"demonstrator\.env: set by the pipeline \(from env\.\*\)"):
         load_config(Config, None, ["demonstrator.env.game=coinrun"])
+
+
+def test_the_learned_reward_agent_reads_the_reward_keys_and_the_true_reward_agent_none():
+    from experiments.pipeline import stage_configs
+    from policies.reward_wrapper import RewardConfig as AgentReward
+
+    config = load_config(Config, REPO / "configs" / "quickstart.yaml", ["dir=exp", "agent.reward.offset=0.5"])
+    agents = {name: c for name, c in stage_configs(config).items() if name.startswith("agent")}
+    learned, true = agents["agent-learned"], agents["agent-true"]
+    assert (learned.reward.source, learned.reward.model, learned.reward.offset) == ("learned", "exp/reward", 0.5)
+    assert true.reward == AgentReward()  # the game's reward, which no other reward.* key would change
+    assert (learned.run.dir, true.run.dir) == ("exp/agent-learned", "exp/agent-true")
+    assert dataclasses.replace(true, reward=learned.reward, run=learned.run) == learned  # nothing else differs
 
 
 def test_cli_reports_a_bad_stage_setting_in_one_line(tmp_path):
