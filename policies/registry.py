@@ -43,7 +43,8 @@ class Algorithm:
     """``load_agent(checkpoint, device) -> agent``: rebuilds a saved agent (``procgen_common.agents``)."""
     resume_sections: Sequence[str]
     """Config sections that must equal the saved run's for a resume (the reward too: another reward model
-    would silently change what the agent learns)."""
+    would silently change what the agent learns): every section its results depend on, so ``policies.train``
+    refuses a key set in a section that some algorithms read and this one does not (ppo.* under rainbow)."""
 
 
 _ALL = (

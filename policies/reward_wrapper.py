@@ -49,7 +49,8 @@ class RewardConfig(Checked):
     model: str | None = None
     """The reward model for source=learned: a reward_net.pt file or a trex.train_reward run folder."""
     sigmoid: bool = False
-    """Squash each learned reward with a sigmoid, as the original T-REX trained PPO on sigmoid(r)."""
+    """Squash each learned reward with a sigmoid, as the original T-REX trained PPO on sigmoid(r): the one switch
+    that squashes it here (refused for a model whose output is already bounded, reward_net.output)."""
     offset: float = 0.0
     """Subtracted from every learned reward (before the sigmoid). The ranking loss cannot see a constant per frame, so
     a model's per-frame mean is arbitrary, and a positive one pays the agent for every step it survives: set this to
@@ -62,7 +63,8 @@ class RewardConfig(Checked):
     the members disagree on)."""
     scale: bool = False
     """Divide learned rewards by a running std of discounted learned returns (the Procgen paper's reward
-    scaling) for agents without their own (rainbow); PPO agents scale with ppo.reward_scaling instead."""
+    scaling), for rainbow, which has none of its own; the PPO agents scale every reward with ppo.reward_scaling
+    instead, and refuse this key, so the scaling never applies twice."""
     scale_clip: float = bounded(10.0, 0.0, low_open=True)
     """With scale: clip scaled rewards to [-scale_clip, scale_clip]."""
     batch_size: int = bounded(1024, 1)

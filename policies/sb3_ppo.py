@@ -1,8 +1,8 @@
 """stable-baselines3's PPO on the suite's env and reward wrapper: a reference implementation for cross-checks.
 
 The same env (``ProcgenVecEnv``, wrapped by the learned reward when asked), the same ``ppo.*``
-hyperparameters and the Nature CNN (SB3's ``CnnPolicy``); return-based reward scaling is SB3's
-``VecNormalize(norm_obs=False)``. SB3 runs one rollout and update per ``learn`` call, so the run folder,
+hyperparameters and the Nature CNN (SB3's ``CnnPolicy``); ppo.reward_scaling is SB3's ``VecNormalize(norm_obs=False)``,
+bit for bit the suite's ``RewardScaler``. SB3 runs one rollout and update per ``learn`` call, so the run folder,
 logs, checkpoints and evaluation are the suite's (``TrainingRun``). Checkpoints hold the policy's
 ``state_dict`` in the suite's format (no pickled SB3 zip), so ``test_policy.py`` plays them.
 """

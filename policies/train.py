@@ -8,6 +8,7 @@
 ``reward.source=learned`` puts the reward model ``reward.model`` on the training env
 (``policies.reward_wrapper``); the true return is still logged (``charts/episodic_return``) beside the
 learned one (``charts/learned_return``), and the held-out evaluation always plays the game's true reward.
+A key set that the chosen algorithm or reward source never reads is refused with one line naming it.
 
 The run folder and checkpoints are the foundation's (config.yaml, progress.csv, tb/,
 checkpoints/step_<step>.pt and latest.pt, ``train.resume=true``), so ``test_policy.py RUN`` evaluates
@@ -16,6 +17,7 @@ every algorithm.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,17 @@ from procgen_common.config import Checked, load_config
 from procgen_common.runs import pick_device
 
 Algo = Literal[tuple(ALGORITHMS)]
+_SECTIONS = [set(a.resume_sections) for a in ALGORITHMS.values()]
+ALGORITHM_SECTIONS = set.union(*_SECTIONS) - set.intersection(*_SECTIONS)
+"""The config sections some algorithms read and others never do (``ppo``, ``gru``, ``rainbow``)."""
+
+
+def first_set(section, default) -> str | None:
+    """The first field of a config section whose value differs from ``default``'s (one left at its default is not
+    set), or None."""
+    return next(
+        (f.name for f in dataclasses.fields(section) if getattr(section, f.name) != getattr(default, f.name)), None
+    )
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,15 @@ class RunConfig(Checked):
 @dataclass(frozen=True)
 class Config(BaselineConfig):
     """Agent training on the true or a learned reward (policies.train). The env, model, ppo, train, eval and
-    log sections are the demonstrator's; ppo.* applies to ppo, ppo_gru and sb3_ppo."""
+    log sections are the demonstrator's; ppo.* applies to ppo, ppo_gru and sb3_ppo. A key set away from its
+    default that the chosen algorithm or reward source never reads (ppo.* under rainbow, rainbow.* under ppo,
+    reward.sigmoid with reward.source=env...) is refused.
+
+    Reward scaling, the Procgen paper's division by a running std of discounted returns, is applied once, by
+    one of two keys: ppo.reward_scaling (on by default) inside ppo, ppo_gru and sb3_ppo (sb3_ppo through SB3's
+    own VecNormalize, the same computation), or reward.scale for rainbow on a learned reward, in the reward
+    wrapper (rainbow has none of its own). reward.scale is refused under the PPO agents, so the two never both
+    apply. The learned reward is squashed by one key, reward.sigmoid."""
 
     run: RunConfig = field(default_factory=RunConfig)
     """Where outputs go."""
@@ -81,14 +102,11 @@ class Config(BaselineConfig):
 
     def validate(self) -> None:
         algo = self.agent.algo
+        self._refuse_unused_keys()
         if algo == "rainbow":
             self._validate_rainbow()
         else:
             super().validate()  # checkpoint spacing and minibatches of a PPO update
-            if self.reward.scale:
-                raise ValueError(
-                    f"reward.scale: {algo} scales rewards itself (ppo.reward_scaling); leave reward.scale false"
-                )
         if algo == "ppo_gru" and self.env.num_envs % self.ppo.num_minibatches:
             raise ValueError(
                 f"ppo.num_minibatches: ppo_gru's minibatches are groups of whole environments, so "
@@ -99,6 +117,24 @@ class Config(BaselineConfig):
                 raise ValueError("model.arch: sb3_ppo uses SB3's CnnPolicy, the Nature CNN; set model.arch=nature")
             if self.train.precision != "fp32":
                 raise ValueError("train.precision: sb3_ppo runs in fp32 only; set train.precision=fp32")
+
+    def _refuse_unused_keys(self) -> None:
+        algo, reward = self.agent.algo, self.reward
+        for fld in dataclasses.fields(self):
+            if fld.name in ALGORITHM_SECTIONS and fld.name not in ALGORITHMS[algo].resume_sections:
+                key = first_set(getattr(self, fld.name), fld.default_factory())
+                if key:
+                    raise ValueError(f"{fld.name}.{key} is set but agent.algo={algo} does not use it")
+        if reward.scale and algo != "rainbow":
+            raise ValueError(
+                f"reward.scale: {algo} scales rewards itself (ppo.reward_scaling); leave reward.scale false"
+            )
+        default = RewardConfig()
+        key = reward.source == "env" and first_set(reward, default)
+        if key:
+            raise ValueError(f"reward.{key} is set but reward.source=env does not use it")
+        if not reward.scale and reward.scale_clip != default.scale_clip:
+            raise ValueError("reward.scale_clip is set but reward.scale=false does not use it")
 
     def _validate_rainbow(self) -> None:
         r, n = self.rainbow, self.train.num_checkpoints
@@ -152,10 +188,6 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(Config, args.config, args.overrides)
     if not config.env.held_out:
         print("note: env.num_levels=0 trains on the full level distribution, so no level is held out", file=sys.stderr)
-    if config.reward.source == "env" and config.reward.model:
-        print(
-            "note: reward.source=env: the agent trains on the game's reward and reward.model is unused", file=sys.stderr
-        )
     run_dir = train(config)
     print(f"done: {run_dir}")
 

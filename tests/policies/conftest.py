@@ -21,8 +21,15 @@ ALGOS = ("ppo", "ppo_gru", "rainbow", "sb3_ppo")
 
 
 def policy_overrides(run_dir: Path, algo: str, *extra: str) -> list[str]:
-    """``key=value`` overrides for a run of ``algo`` of a second or two into ``run_dir`` (``extra`` wins)."""
-    return [
+    """``key=value`` overrides for a run of ``algo`` of a second or two into ``run_dir`` (``extra`` wins), setting
+    only the sections that algorithm reads (an ``agent.algo=`` in ``extra`` picks it): policies.train refuses a key
+    the algorithm never reads."""
+    from policies.registry import ALGORITHMS
+    from policies.train import ALGORITHM_SECTIONS
+
+    algo = next((e.removeprefix("agent.algo=") for e in reversed(extra) if e.startswith("agent.algo=")), algo)
+    unread = ALGORITHM_SECTIONS - set(ALGORITHMS[algo].resume_sections)
+    tiny = [
         f"agent.algo={algo}",
         "env.game=starpilot",
         f"env.num_envs={NUM_ENVS}",
@@ -50,8 +57,8 @@ def policy_overrides(run_dir: Path, algo: str, *extra: str) -> list[str]:
         "eval.episodes=2",
         "log.tensorboard=false",
         f"run.dir={run_dir}",
-        *extra,
     ]
+    return [o for o in tiny if o.split(".")[0] not in unread] + list(extra)
 
 
 def policy_config(run_dir: Path, algo: str, *extra: str):

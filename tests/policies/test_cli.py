@@ -3,11 +3,12 @@ folder; and the presets in configs/ load."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from policies.train import Config, main
+from policies.train import AgentConfig, Config, main
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.config import ConfigError, load_config
 from tests.conftest import REPO, assert_one_line_error, run_cli
@@ -93,6 +94,58 @@ def test_bad_settings_are_refused_in_one_line(case, tmp_path):
     assert "\n" not in message
     for needle in needles:
         assert needle in message, message
+
+
+LEARNED = ["reward.source=learned", "reward.model=reward_net.pt"]
+# (algorithm, overrides, the one line that refuses them): a key set away from its default that nothing reads.
+UNUSED_KEYS = {
+    "ppo-key-under-rainbow": ("rainbow", ["ppo.num_epochs=2"], "ppo.num_epochs is set but agent.algo=rainbow"),
+    "ppo-scaling-under-rainbow": ("rainbow", ["ppo.reward_scaling=false"], "ppo.reward_scaling is set but agent"),
+    "rainbow-key-under-ppo": ("ppo", ["rainbow.n_step=5"], "rainbow.n_step is set but agent.algo=ppo"),
+    "rainbow-key-under-sb3": ("sb3_ppo", ["rainbow.gamma=0.9"], "rainbow.gamma is set but agent.algo=sb3_ppo"),
+    "gru-key-under-ppo": ("ppo", ["gru.log_rnn_stats=true"], "gru.log_rnn_stats is set but agent.algo=ppo"),
+    "gru-key-under-rainbow": ("rainbow", ["gru.hidden_size=8"], "gru.hidden_size is set but agent.algo=rainbow"),
+    "sigmoid-on-the-game-reward": ("ppo", ["reward.sigmoid=true"], "reward.sigmoid is set but reward.source=env"),
+    "model-on-the-game-reward": ("ppo_gru", ["reward.model=r.pt"], "reward.model is set but reward.source=env"),
+    "scale-on-the-game-reward": ("rainbow", ["reward.scale=true"], "reward.scale is set but reward.source=env"),
+    "clip-without-scale": ("rainbow", [*LEARNED, "reward.scale_clip=5"], "reward.scale_clip is set but reward.scale"),
+}
+
+
+@pytest.mark.parametrize("case", UNUSED_KEYS)
+def test_a_key_the_algorithm_or_reward_never_reads_is_refused_in_one_line(case, tmp_path):
+    algo, extra, refusal = UNUSED_KEYS[case]
+    with pytest.raises(ConfigError) as info:
+        load_config(Config, None, policy_overrides(tmp_path / "run", algo, *extra))
+    assert str(info.value).startswith(refusal) and "does not use it (in the defaults or the command line)" in str(
+        info.value
+    )
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "ppo_gru", "rainbow", "sb3_ppo"])
+def test_keys_at_their_defaults_are_not_set(algo, tmp_path):
+    # What a saved config.yaml holds: every section spelled out, the unread ones at their defaults.
+    defaults = ["ppo.num_epochs=3", "ppo.reward_scaling=true", "gru.hidden_size=256", "rainbow.n_step=3"]
+    reward = ["reward.sigmoid=false", "reward.scale_clip=10", "reward.model=null"]
+    config = load_config(Config, None, policy_overrides(tmp_path / "run", algo, *defaults, *reward))
+    assert config.agent.algo == algo
+
+
+def test_switching_the_algorithm_through_replace_checks_the_keys_again(tmp_path):
+    config = load_config(Config, None, policy_overrides(tmp_path / "run", "ppo"))  # sets ppo.num_steps=16
+    with pytest.raises(ConfigError, match=r"^ppo\.num_steps is set but agent\.algo=rainbow does not use it$"):
+        dataclasses.replace(config, agent=AgentConfig("rainbow"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.agent.algo = "rainbow"
+
+
+def test_cli_refuses_an_unused_key_in_one_line(tmp_path):
+    args = ["-m", "policies.train", "agent.algo=rainbow", "ppo.num_epochs=2", f"run.dir={tmp_path / 'run'}"]
+    result = run_cli(args, cwd=REPO)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, "error: ppo.num_epochs is set but agent.algo=rainbow does not use it")
+    assert not (tmp_path / "run").exists()
 
 
 def test_presets_load_and_name_their_run_folders():

@@ -150,6 +150,24 @@ def test_running_scaling_is_the_ppo_reward_scaler_on_the_learned_rewards():
         env.close()
 
 
+def test_sb3_ppo_scales_rewards_bit_for_bit_like_the_ppo_reward_scaler():
+    """sb3_ppo's ppo.reward_scaling is SB3's VecNormalize: the same computation as RewardScaler, which ppo, ppo_gru
+    and the reward wrapper (reward.scale) use, so every algorithm's scaling is one mechanism."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(_procgen(), norm_obs=False, gamma=0.9, clip_reward=5.0)
+    reference = RewardScaler(4, 0.9, 5.0)
+    rng = np.random.default_rng(1)
+    env.reset()
+    try:
+        for _ in range(150):
+            _, rewards, dones, _ = env.step(rng.integers(0, NUM_ACTIONS, 4))
+            np.testing.assert_array_equal(rewards.astype(np.float32), reference(env.get_original_reward(), dones))
+        assert reference.stats.count > 600 and reference.stats.var > 0
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize("output", ["sigmoid", "tanh"])
 def test_a_model_with_a_bounded_output_is_not_squashed_twice(tmp_path, output):
     model = save_untrained_reward_net(tmp_path / "r.pt", RewardNetConfig(output=output), "starpilot")
