@@ -191,12 +191,9 @@ _hints = cache(typing.get_type_hints)
 
 
 def check(obj: Any) -> None:
-    """Check a config dataclass: every field against its annotation and declared range (an int given for a float
-    becomes a float), the sections that do not check themselves (not ``Checked``) likewise, then ``validate()``.
-
-    Raises ``ValueError("key: what is wrong; what is allowed")``, the key relative to ``obj``. A ``validate()``
-    method checks what involves several fields and raises the same way.
-    """
+    """Check a config dataclass: every field against its annotation and range (an int given for a float becomes a
+    float), its sections that are not ``Checked`` likewise, then its ``validate()``. Raises ``ValueError("key: what
+    is wrong; what is allowed")``, the key relative to ``obj``, as ``validate()`` methods do."""
     hints = _hints(type(obj))
     for fld in dataclasses.fields(obj):
         value = _convert(getattr(obj, fld.name), hints[fld.name], fld.name)
@@ -225,11 +222,8 @@ class Checked:
 
 
 def from_dict(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
-    """Build dataclass ``cls`` from a nested mapping, checking keys, types, ranges and ``validate()`` (``check``).
-
-    A class may define ``fill_data(data, where) -> data``: the mapping with the keys it derives from others filled
-    in, before its sections are built and checked (``experiments.pipeline`` sets each stage's env, seed and paths).
-    """
+    """Build dataclass ``cls`` from a nested mapping, checking keys, then ``check``. A ``fill_data(data, where)``
+    classmethod may first fill in keys derived from others (``experiments.pipeline``: each stage's env, seed...)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r} ({where})")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -242,14 +236,10 @@ def from_dict(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
             )
     if hasattr(cls, "fill_data"):
         data = cls.fill_data(data, where)
-    kwargs = {}
-    for name in fields:
-        if name not in data:
-            continue
-        tp = _hints(cls)[name]
-        kwargs[name] = data[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = from_dict(tp, data[name] if data[name] is not None else {}, where, f"{prefix}{name}.")
+    kwargs = {name: data[name] for name in fields if name in data}
+    for name, value in kwargs.items():
+        if dataclasses.is_dataclass(tp := _hints(cls)[name]):
+            kwargs[name] = from_dict(tp, value if value is not None else {}, where, f"{prefix}{name}.")
     try:
         obj = cls(**kwargs)
         if not isinstance(obj, Checked):
@@ -342,9 +332,8 @@ def describe(cls: type, prefix: str = "") -> list[str]:
     """One help line per key: ``key (type, default): docstring`` — used by ``--help``."""
     lines = []
     docs = field_docs(cls)
-    hints = typing.get_type_hints(cls)
     for fld in dataclasses.fields(cls):
-        tp = hints[fld.name]
+        tp = _hints(cls)[fld.name]
         key = prefix + fld.name
         if dataclasses.is_dataclass(tp):
             lines.append("")
