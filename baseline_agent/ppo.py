@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from procgen_common.config import bounded
+from procgen_common.config import Checked, bounded
 
 
-@dataclass
-class PPOConfig:
+@dataclass(frozen=True)
+class PPOConfig(Checked):
     """PPO hyperparameters; defaults are the Procgen paper's (Cobbe et al., 2020, table)."""
 
     num_steps: int = bounded(256, 1)

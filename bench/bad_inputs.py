@@ -123,6 +123,20 @@ TINY_PPO = [
     "train.device=cpu",
     "train.torch_threads=1",
 ]
+# TINY_PPO less its ppo.* keys, which policies.train refuses under agent.algo=rainbow ("ppo.num_steps is set but
+# agent.algo=rainbow does not use it"): rainbow cases start from these so that each reaches the input it is about.
+TINY_NO_PPO = [o for o in TINY_PPO if not o.startswith("ppo.")]
+# A Rainbow run as small (no update is made: learning_starts > train.total_steps).
+TINY_RAINBOW = [
+    *TINY_NO_PPO,
+    "rainbow.buffer_size=256",
+    "rainbow.batch_size=16",
+    "rainbow.learning_starts=32",
+    "rainbow.log_every=8",
+    "rainbow.target_update_steps=32",
+    "rainbow.head_hidden=16",
+    "rainbow.num_atoms=11",
+]
 TINY_DEMOS = [
     f"checkpoints={ZOO0}",
     "num_train_levels=1",
@@ -237,23 +251,27 @@ def ppo_train_cases() -> list[Case]:
 def policy_train_cases() -> list[Case]:
     learned = ["reward.source=learned", "reward.model={fx}/valid/reward"]
     make = maker("policy-train", ["-m", "policies.train"], [*TINY_PPO, "run.dir={case}/run"])
+    rainbow = maker("policy-train", ["-m", "policies.train"], [*TINY_RAINBOW, "run.dir={case}/run"])
+    # Resuming the (ppo) earlier run as rainbow: rainbow.* left at the defaults that run saved, so agent.algo is
+    # the one setting that differs from it.
+    no_ppo = maker("policy-train", ["-m", "policies.train"], [*TINY_NO_PPO, "run.dir={case}/run"])
     earlier = {"protect": "valid/policy-run"}
     return [
         make("std-coef-nan", "nan_inf", *learned, "reward.std_coef=nan"),
         make("scale-clip-inf", "nan_inf", *learned, "reward.scale=true", "reward.scale_clip=inf"),
-        make("rainbow-vmax-inf", "nan_inf", "agent.algo=rainbow", "rainbow.v_max=inf"),
-        make("rainbow-lr-nan", "nan_inf", "agent.algo=rainbow", "rainbow.learning_rate=nan"),
+        rainbow("rainbow-vmax-inf", "nan_inf", "agent.algo=rainbow", "rainbow.v_max=inf"),
+        rainbow("rainbow-lr-nan", "nan_inf", "agent.algo=rainbow", "rainbow.learning_rate=nan"),
         make("lr-minus-inf", "nan_inf", "agent.algo=ppo_gru", "ppo.learning_rate=-inf"),
         make("algo-unknown", "bad_value", "agent.algo=dqn"),
         make("source-unknown", "bad_value", "reward.source=true"),
         make("learned-without-model", "bad_value", "reward.source=learned"),
-        make("rainbow-atoms-0", "bad_value", "agent.algo=rainbow", "rainbow.num_atoms=0"),
-        make("rainbow-vmin-above-vmax", "bad_value", "agent.algo=rainbow", "rainbow.v_min=5", "rainbow.v_max=-5"),
-        make("rainbow-buffer-negative", "bad_value", "agent.algo=rainbow", "rainbow.buffer_size=-1"),
+        rainbow("rainbow-atoms-0", "bad_value", "agent.algo=rainbow", "rainbow.num_atoms=0"),
+        rainbow("rainbow-vmin-above-vmax", "bad_value", "agent.algo=rainbow", "rainbow.v_min=5", "rainbow.v_max=-5"),
+        rainbow("rainbow-buffer-negative", "bad_value", "agent.algo=rainbow", "rainbow.buffer_size=-1"),
         make("gru-hidden-0", "bad_value", "agent.algo=ppo_gru", "gru.hidden_size=0"),
         make("reward-batch-0", "bad_value", *learned, "reward.batch_size=0"),
         make("earlier-run-fresh", "bad_value", AT_EARLIER, **earlier),
-        make("earlier-run-other-algo", "bad_value", AT_EARLIER, RESUME, "agent.algo=rainbow", **earlier),
+        no_ppo("earlier-run-other-algo", "bad_value", AT_EARLIER, RESUME, "agent.algo=rainbow", **earlier),
         make("key-typo", "unknown_key", "reward.sorce=learned"),
         make("section-typo", "unknown_key", "rainbo.n_step=3"),
         make("override-dup-mapping", "duplicate_yaml_key", "reward={source: env, source: learned}"),

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from policies.replay import ReplayBuffer
-from procgen_common.config import bounded, from_dict
+from procgen_common.config import Checked, bounded, from_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ModelConfig, make_encoder
 from procgen_common.training_run import TrainingRun
@@ -35,8 +35,8 @@ from procgen_common.training_run import TrainingRun
 ALGO = "rainbow"
 
 
-@dataclass
-class RainbowConfig:
+@dataclass(frozen=True)
+class RainbowConfig(Checked):
     """Rainbow DQN; defaults are the Procgen settings of EDE (Jiang, Kolter and Raileanu, 2022)."""
 
     distributional: bool = True

@@ -33,7 +33,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from procgen_common.config import bounded, closest
+from procgen_common.config import Checked, bounded, closest
 
 GAMES = (
     "bigfish",
@@ -113,8 +113,8 @@ def normalized_score(mean_return: float, game: str, mode: str) -> float | None:
     return (mean_return - low) / (high - low)
 
 
-@dataclass
-class EnvConfig:
+@dataclass(frozen=True)
+class EnvConfig(Checked):
     """Which Procgen game and levels to play, and Procgen's own options."""
 
     game: str = "starpilot"

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from procgen_common.checkpoint import atomic_write_text
+from procgen_common.config import Checked
 
 
 def progress_bar(**kwargs: Any) -> tqdm:
@@ -38,8 +39,8 @@ def close_bar(bar: tqdm | None) -> None:
     bar.close()
 
 
-@dataclass
-class LogConfig:
+@dataclass(frozen=True)
+class LogConfig(Checked):
     """Where metrics go besides progress.csv."""
 
     tensorboard: bool = True

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from procgen_common.config import bounded
+from procgen_common.config import Checked, bounded
 
 
-@dataclass
-class ModelConfig:
+@dataclass(frozen=True)
+class ModelConfig(Checked):
     """The policy network."""
 
     arch: Literal["impala", "nature"] = "impala"

@@ -20,15 +20,15 @@ import torch
 from torch import nn
 
 from procgen_common.checkpoint import CheckpointError, check_finite_weights, load_checkpoint, save_checkpoint
-from procgen_common.config import ConfigError, bounded, from_dict, to_dict
+from procgen_common.config import Checked, ConfigError, bounded, from_dict, to_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ImpalaCNN, frames_to_input
 
 ALGO = "reward_net"
 
 
-@dataclass
-class RewardNetConfig:
+@dataclass(frozen=True)
+class RewardNetConfig(Checked):
     """The reward network."""
 
     arch: Literal["trex", "impala"] = "trex"

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from procgen_common.checkpoint import atomic_write_text, save_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import bounded, load_config, to_dict
+from procgen_common.config import Checked, bounded, load_config, to_dict
 from procgen_common.logger import LogConfig
 from procgen_common.training_run import Run
 from trex.augment import AUGMENTATIONS, augment_frames
@@ -50,8 +50,8 @@ from trex.pairs import (
 from trex.reward_net import ALGO, RewardNet, RewardNetConfig, load_reward_net
 
 
-@dataclass
-class DataConfig:
+@dataclass(frozen=True)
+class DataConfig(Checked):
     """Which demos to learn from and how snippet pairs are drawn."""
 
     demos: str = ""
@@ -93,8 +93,8 @@ class DataConfig:
             raise ValueError(f"min_len: {self.min_len} is larger than max_len {self.max_len}; need min_len <= max_len")
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(Checked):
     """Optimisation, early stopping, seeding and resuming."""
 
     epochs: int = bounded(30, 1)
@@ -138,8 +138,8 @@ class TrainConfig:
             raise ValueError(f"augment: unknown augmentation {unknown[0]!r}; allowed {', '.join(AUGMENTATIONS)}")
 
 
-@dataclass
-class EvalConfig:
+@dataclass(frozen=True)
+class EvalConfig(Checked):
     """The held-out evaluation at the end."""
 
     at_end: bool = True
@@ -148,16 +148,16 @@ class EvalConfig:
     """Demos whose per-step learned reward is plotted."""
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig(Checked):
     """Where outputs go."""
 
     dir: str | None = None
     """Run folder; null = runs/trex-<game>-<arch>-seed<seed>."""
 
 
-@dataclass
-class Config:
+@dataclass(frozen=True)
+class Config(Checked):
     """T-REX reward training (trex.train_reward)."""
 
     data: DataConfig = field(default_factory=DataConfig)

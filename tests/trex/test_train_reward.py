@@ -226,7 +226,7 @@ def test_one_epoch_step_against_a_hand_computed_bradley_terry_gradient():
 
     from trex.demos import DemoFrames
     from trex.pairs import SnippetPairs
-    from trex.train_reward import TrainConfig, train_epoch
+    from trex.train_reward import DataConfig, TrainConfig, train_epoch
 
     # Three demos of two frames each, every frame one grey level: x = (0.2, 0.4), (0.6, 0.8) and (1.0, 0.0).
     grey = np.array([51, 102, 153, 204, 255, 0], dtype=np.uint8)
@@ -239,7 +239,8 @@ def test_one_epoch_step_against_a_hand_computed_bradley_terry_gradient():
     net = LinearReward(w=1.0, b=-0.45)
     for p in net.parameters():
         p.grad = torch.full_like(p, 100.0)  # a stale gradient, which the step must not add in
-    config = Config(train=TrainConfig(batch_size=3, l1_coef=0.1, center_coef=0.5))
+    data = DataConfig(demos="demos")  # required; train_epoch reads no demos from it
+    config = Config(data, train=TrainConfig(batch_size=3, l1_coef=0.1, center_coef=0.5))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     metrics = train_epoch(net, optimizer, frames, pairs, config, 0, torch.device("cpu"), contextlib.nullcontext())
 
@@ -262,7 +263,7 @@ def test_one_epoch_step_against_a_hand_computed_bradley_terry_gradient():
 
     # Minibatches of 2 and 1 pairs (at a rate of 0, the model stays): each weighs by its pairs, (2 x 1/2 + 1) / 3.
     bar = mock.Mock()
-    config = Config(train=TrainConfig(batch_size=2))
+    config = Config(data, train=TrainConfig(batch_size=2))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
     metrics = train_epoch(net, optimizer, frames, pairs, config, 0, torch.device("cpu"), contextlib.nullcontext(), bar)
     assert metrics["train/accuracy"] == pytest.approx(2 / 3) and bar.update.call_count == 2
