@@ -30,7 +30,9 @@ def test_every_committed_checkpoint_loads_weights_only_and_plays_its_game(path):
     assert set(raw) <= set(zoo.KEPT_KEYS) and "optimizer" not in raw
     assert path.stat().st_size < 8 * 2**20
     agent, checkpoint, env_config = load_agent(path)
-    assert env_config.game == zoo.series_game(path.parent.name) and checkpoint["step"] == int(path.stem.removeprefix("step_"))
+    assert env_config.game == zoo.series_game(path.parent.name) and checkpoint["step"] == int(
+        path.stem.removeprefix("step_")
+    )
     env = ProcgenVecEnv(env_config, "test", num_envs=2, seed=0)
     try:
         obs, state = env.reset(), agent.initial_state(2)
