@@ -239,3 +239,17 @@ def test_the_quickstart_plays_a_committed_zoo_checkpoint_of_its_game():
     files = zoo_files(config)  # the whole series, checked to play env.game
     assert config.zoo.removeprefix("zoo:") in {f"{f.parent.name}/{f.stem}" for f in files}
     assert config.reward.data.comparison == "episode" and len(config.demos.epsilons) == 5
+
+
+@pytest.mark.parametrize("game", ["fruitbot", "starpilot"])
+def test_an_impala_zoo_series_serves_its_game_and_is_refused_for_another(game):
+    from experiments.pipeline import zoo_files
+
+    def config(*overrides):
+        return load_config(Config, REPO / "configs" / "quickstart.yaml", list(overrides))
+
+    files = zoo_files(config(f"env.game={game}", f"zoo=zoo:{game}-impala/step_001753088"))
+    assert [f.parent.name for f in files] == [f"{game}-impala"] * 6 and files[3].stem == "step_001753088"
+    other = "starpilot" if game == "fruitbot" else "fruitbot"
+    with pytest.raises(UserError, match=f"zoo: zoo:{game}-impala plays {game} \\(easy\\) but env.game is {other}"):
+        zoo_files(config(f"env.game={other}", f"zoo=zoo:{game}-impala"))
