@@ -377,7 +377,15 @@ def connect(ray_config: RayConfig) -> None:
     import ray
 
     address = ray_config.address
-    options = {"log_to_driver": False, "logging_level": "ERROR", "include_dashboard": False}
+    # Workers import this checkout of the suite (the driver's, on the shared filesystem), not whichever one an
+    # editable install on the node points to.
+    code = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)
+    options = {
+        "log_to_driver": False,
+        "logging_level": "ERROR",
+        "include_dashboard": False,
+        "runtime_env": {"env_vars": {"PYTHONPATH": code}},
+    }
     if address is None:
         ray.init(address="local", num_cpus=ray_config.num_cpus, **options)
         return
@@ -394,11 +402,14 @@ def connect(ray_config: RayConfig) -> None:
                 "`ray start --head` or leave the address out to run on this machine"
             ) from None
     options.pop("include_dashboard")
+    if address != "auto" and host in ("127.0.0.1", "localhost", "::1"):
+        options["_node_ip_address"] = host  # a head on loopback: this machine is that node, at that address
     try:
         ray.init(address=address, **options)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise UserError(f"ray.address: cannot join a Ray cluster at {address} ({reason})") from None
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else "; a cluster started by `ray start` wants RAY_AUTH_MODE=token"
+        raise UserError(f"ray.address: cannot join a Ray cluster at {address} ({reason}){hint}") from None
 
 
 def run_cells(config: Config, planned: list[Planned]) -> list[str]:
@@ -410,12 +421,14 @@ def run_cells(config: Config, planned: list[Planned]) -> list[str]:
     todo = [p for p in planned if not p.finished]
     done, failed = len(planned) - len(todo), []
     bar = progress_bar(total=len(planned), initial=done, desc="cells", unit="cell", dynamic_ncols=True)
+
+    def say(line: str) -> None:  # a line above the bar, on stderr with it
+        bar.write(line, file=sys.stderr)
+
     try:
         for p in planned:
             if p.finished:
-                bar.write(
-                    f"skipped {p.cell.label}: finished with these settings; {headline_text(headline(p.cell.folder))}"
-                )
+                say(f"skipped {p.cell.label}: finished with these settings; {headline_text(headline(p.cell.folder))}")
         if not todo:
             return failed
         task = ray.remote(num_cpus=config.ray.cpus_per_cell, num_gpus=config.ray.gpus_per_cell, max_retries=1)(run_cell)
@@ -433,10 +446,10 @@ def run_cells(config: Config, planned: list[Planned]) -> list[str]:
                 result = {"error": f"{type(err).__name__}: {reason}"}
             if result["error"] is None:
                 done += 1
-                bar.write(f"done {cell.label} in {result['seconds']:.0f} s: {headline_text(result)}")
+                say(f"done {cell.label} in {result['seconds']:.0f} s: {headline_text(result)}")
             else:
                 failed.append(cell.label)
-                bar.write(f"FAILED {cell.label}: {result['error']} (log: {cell.folder / 'sweep.log'})")
+                say(f"FAILED {cell.label}: {result['error']} (log: {cell.folder / 'sweep.log'})")
             bar.update()
         bar.set_postfix(done=done, running=0, queued=0, failed=len(failed))
         return failed

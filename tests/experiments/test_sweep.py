@@ -1,0 +1,223 @@
+"""Sweeps on Ray: a 2 x 2 grid of tiny pipelines, skipping finished cells, the summary, one-line refusals and the
+cluster path (a Ray head on loopback)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from experiments.sweep import Config, Planned, cell_metrics, grid_cells, plan_cells, summarize, write_summary
+from procgen_common.config import ConfigError, load_config
+from tests.conftest import REPO, assert_one_line_error, run_cli, terminal_lines
+from tests.experiments.test_pipeline import tiny_pipeline
+
+GRID = {"demos.max_length": [100, 200], "reward": {"train": {"learning_rate": [0.001, 0.0001]}}}  # dotted and nested
+
+
+def write_sweep(folder, out, grid=GRID, **extra) -> str:
+    """A sweep YAML over tiny pipelines (test_pipeline's overrides) into ``out``; returns its path."""
+    overrides = [o for o in tiny_pipeline("unused") if not o.startswith("dir=")]
+    data = {"experiment": str(REPO / "configs" / "quickstart.yaml"), "overrides": overrides, "grid": grid}
+    data |= {"seeds": [0], "out": str(out), "ray": {"num_cpus": 2, "cpus_per_cell": 1}} | extra
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+def sweep_cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "experiments.sweep", *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, timeout=timeout, check=False, env=env)
+    result.stdout, result.stderr = (out.decode(errors="replace") for out in (result.stdout, result.stderr))
+    return result
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A finished 2 x 2 sweep of tiny pipelines on local Ray: ``(sweep YAML, out folder, the run's result)``."""
+    folder = tmp_path_factory.mktemp("sweep")
+    path = write_sweep(folder, folder / "out")
+    result = sweep_cli("-c", path)
+    return path, folder / "out", result
+
+
+def test_a_2x2_grid_runs_four_cells_each_with_its_values(sweep):
+    path, out, result = sweep
+    assert result.returncode == 0, result.stderr
+    folders = sorted(p.parent.parent.name for p in out.glob("*/seed0/report.md"))
+    assert folders == sorted(
+        f"demos.max_length={n},reward.train.learning_rate={lr}" for n in (100, 200) for lr in (0.001, 0.0001)
+    )
+    for cell in grid_cells(load_config(Config, path)):
+        saved = yaml.safe_load((cell.folder / "config.yaml").read_text())
+        values = dict(cell.values)
+        assert saved["demos"]["max_length"] == values["demos.max_length"]
+        assert saved["reward"]["train"]["learning_rate"] == values["reward.train.learning_rate"]
+        assert saved["seed"] == 0 and saved["dir"] == str(cell.folder)
+        assert (cell.folder / "sweep.log").read_text().count("report:") == 1  # the cell's own output, in its folder
+    done = [line for line in terminal_lines(result.stderr) if line.startswith("done ")]
+    assert len(done) == 4 and all("held-out Spearman" in line and "held-out return" in line for line in done)
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert {r["cell"] for r in rows} == set(folders)
+    spearman = [r for r in rows if r["metric"] == "reward.held_out.learned.spearman"]
+    assert len(spearman) == 4 and all(r["runs"] == "1" for r in spearman)
+    for row in spearman:  # one seed: mean = IQM = that seed's value, the CI a point
+        metrics = cell_metrics(out / row["cell"] / "seed0")
+        value = metrics["reward.held_out.learned.spearman"]
+        assert float(row["mean"]) == pytest.approx(value) and float(row["iqm_high"]) == pytest.approx(value)
+    assert float(rows[0]["demos.max_length"]) == 100
+    assert "| demos.max_length=100,reward.train.learning_rate=0.001 | 1 |" in (out / "summary.md").read_text()
+    assert (out / "summary.png").is_file()
+
+
+def test_a_rerun_runs_no_cell_and_gives_the_same_summary(sweep):
+    path, out, _ = sweep
+    before = (out / "summary.csv").read_text(), (out / "summary.md").read_text()
+    reports = {p: p.stat().st_mtime_ns for p in out.glob("*/seed0/report.md")}
+    result = sweep_cli("-c", path)
+    assert result.returncode == 0, result.stderr
+    assert sum(line.startswith("skipped ") for line in terminal_lines(result.stderr)) == 4
+    assert "done " not in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in reports} == reports  # no pipeline ran again
+    assert ((out / "summary.csv").read_text(), (out / "summary.md").read_text()) == before
+    (out / "summary.csv").unlink()
+    assert sweep_cli("-c", path, "--aggregate-only").returncode == 0
+    assert (out / "summary.csv").read_text() == before[0]
+
+
+def test_the_summary_gives_mean_iqm_and_cis_over_seeds(tmp_path):
+    """Five fake seeds of one cell: the mean, the IQM (the middle values) and a CI around each."""
+    config = load_config(Config, None, [f"out={tmp_path}", "seeds=[0,1,2,3,4]", "grid.env.game=[starpilot]"])
+    spearmans = [0.1, 0.2, 0.3, 0.4, 0.9]
+    for cell, value in zip(grid_cells(config), spearmans, strict=True):
+        (cell.folder / "reward").mkdir(parents=True)
+        (cell.folder / "evaluation").mkdir()
+        summary = {"held_out": {"learned": {"spearman": value, "pair_accuracy": 0.5}}}
+        (cell.folder / "reward" / "generalization.json").write_text(json.dumps(summary))
+        rows = {"agent, learned reward": {"mean_return": 2 * value, "normalized_score": None}}
+        (cell.folder / "evaluation" / "summary.json").write_text(json.dumps(rows))
+    by = {r["metric"]: r for r in summarize(config)}
+    row = by["reward.held_out.learned.spearman"]
+    assert row["cell"] == "env.game=starpilot" and row["runs"] == 5
+    assert row["mean"] == pytest.approx(0.38) and row["iqm"] == pytest.approx(0.3)  # drops 0.1 and 0.9
+    assert row["mean_low"] < 0.38 < row["mean_high"] and row["iqm_low"] <= 0.3 <= row["iqm_high"]
+    assert by["return.agent_learned"]["mean"] == pytest.approx(0.76)
+    assert by["normalized_score.agent_learned"]["runs"] == 0  # no value: n/a, not 0
+    assert by["reward.in_distribution.learned.spearman"]["runs"] == 0
+    write_summary(config)
+    assert "| env.game=starpilot | 5 | 0.380 [" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_grid_reads_dotted_and_nested_keys_and_the_command_line_wins(tmp_path):
+    path = write_sweep(tmp_path, tmp_path / "out", grid={"env.game": ["starpilot"], "demos": {"max_length": [50]}})
+    config = load_config(Config, path, ["grid.env.game=[fruitbot,bigfish]"])
+    assert [(a.key, a.values) for a in config.grid] == [
+        ("env.game", ["fruitbot", "bigfish"]),
+        ("demos.max_length", [50]),
+    ]
+    assert [c.label for c in grid_cells(config)] == [
+        "env.game=fruitbot,demos.max_length=50/seed0",
+        "env.game=bigfish,demos.max_length=50/seed0",
+    ]
+    planned = plan_cells(config)
+    assert all(isinstance(p, Planned) and not p.finished for p in planned)
+    assert [p.config.env.game for p in planned] == ["fruitbot", "bigfish"]
+    assert planned[0].config.dir == str(tmp_path / "out" / "env.game=fruitbot,demos.max_length=50" / "seed0")
+    assert not (tmp_path / "out").exists()  # planning writes nothing
+    with pytest.raises(ConfigError, match="grid.seed: set by the sweep"):
+        load_config(Config, path, ["grid.seed=[1,2]"])
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("grid.env.gme=[starpilot]", ("unknown key 'env.gme'", "did you mean 'env.game'", "cell ")),
+        ("grid.env.game=[starpilot,notagame]", ("env.game", "notagame", "cell ")),
+    ],
+)
+def test_a_bad_grid_key_or_value_is_refused_in_one_line_before_any_cell(tmp_path, override, needles):
+    path = write_sweep(tmp_path, tmp_path / "out")
+    result = run_cli(["-m", "experiments.sweep", "-c", path, override], REPO)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, *needles)
+    assert not (tmp_path / "out").exists()  # no cell started, not even the sweep folder
+
+
+def test_an_unreachable_address_is_one_line(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = write_sweep(tmp_path, tmp_path / "out")
+    result = run_cli(["-m", "experiments.sweep", "-c", path, "--address", f"127.0.0.1:{port}"], REPO)
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, "ray.address", f"127.0.0.1:{port}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_cell_is_reported_while_the_others_go_on(sweep, tmp_path):
+    """One cell of the 2 x 2 grid at seeds 0 (finished) and 1, whose demonstrator folder is blocked by a file: the
+    failure is one line naming the cell, the sweep goes on to its summary and exits 1."""
+    _, out, _ = sweep
+    grid = {"demos.max_length": [100], "reward.train.learning_rate": [0.001]}
+    path = write_sweep(tmp_path, out, grid=grid, seeds=[0, 1])
+    cell = out / "demos.max_length=100,reward.train.learning_rate=0.001" / "seed1"
+    (cell / "stages").mkdir(parents=True)
+    (cell / "demonstrator").write_text("a file where the stage's folder goes")
+    try:
+        result = sweep_cli("-c", path)
+        assert result.returncode == 1, result.stderr
+        lines = terminal_lines(result.stderr)
+        failed = [line for line in lines if line.startswith("FAILED ")]
+        assert len(failed) == 1 and "seed1: " in failed[0] and "is a file" in failed[0], lines
+        assert sum(line.startswith("skipped ") for line in lines) == 1  # seed 0, finished
+        assert "Traceback" not in result.stderr and "error: run.dir" in (cell / "sweep.log").read_text()
+        assert lines[-1].startswith("1 of 2 cells failed")
+    finally:
+        shutil.rmtree(cell)
+
+
+@pytest.mark.slow
+def test_the_cluster_path_gives_the_local_result(sweep, tmp_path):
+    """A Ray head on loopback (started here, stopped here: only that head), one cell of the 2 x 2 grid run against
+    its address: the same metrics as the local sweep's cell."""
+    _, local_out, _ = sweep
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tmp_path / "ray"
+    temp.mkdir()
+    # Ray >= 2.59 `ray start` checks a token (~/.ray/auth_token); the driver sends it with RAY_AUTH_MODE=token.
+    env = dict(os.environ, RAY_AUTH_MODE="token", PYTHONPATH=str(REPO))
+    head = subprocess.Popen(
+        ["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"]
+        + ["--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env=env | {"TMPDIR": str(temp)},  # its ray_current_cluster note stays in the test's folder too
+        start_new_session=True,  # its own process group, stopped below by its id
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(120):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        grid = {"demos.max_length": [100], "reward.train.learning_rate": [0.001]}
+        path = write_sweep(tmp_path, tmp_path / "out", grid=grid)
+        result = sweep_cli("-c", path, "--address", f"127.0.0.1:{port}", env=env)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(120)
+    assert result.returncode == 0, result.stderr
+    name = "demos.max_length=100,reward.train.learning_rate=0.001"
+    assert cell_metrics(tmp_path / "out" / name / "seed0") == cell_metrics(local_out / name / "seed0")
