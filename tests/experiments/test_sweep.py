@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -193,8 +195,7 @@ def test_the_cluster_path_gives_the_local_result(sweep, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    temp = tmp_path / "ray"
-    temp.mkdir()
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
     # Ray >= 2.59 `ray start` checks a token (~/.ray/auth_token); the driver sends it with RAY_AUTH_MODE=token.
     env = dict(os.environ, RAY_AUTH_MODE="token", PYTHONPATH=str(REPO))
     head = subprocess.Popen(
@@ -211,6 +212,7 @@ def test_the_cluster_path_gives_the_local_result(sweep, tmp_path):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
+                assert head.poll() is None, "ray start --head exited"
                 time.sleep(0.5)
         grid = {"demos.max_length": [100], "reward.train.learning_rate": [0.001]}
         path = write_sweep(tmp_path, tmp_path / "out", grid=grid)
@@ -218,6 +220,7 @@ def test_the_cluster_path_gives_the_local_result(sweep, tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(120)
+        shutil.rmtree(temp, ignore_errors=True)
     assert result.returncode == 0, result.stderr
     name = "demos.max_length=100,reward.train.learning_rate=0.001"
     assert cell_metrics(tmp_path / "out" / name / "seed0") == cell_metrics(local_out / name / "seed0")
