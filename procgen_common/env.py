@@ -17,7 +17,12 @@ Every step's infos also carry ``level_seed``: the level of the frame the action 
 
 Level splits (``EnvConfig``): ``train`` is ``[start_level, start_level + num_levels)``; ``test``
 is ``[test_start_level, test_start_level + test_num_levels)``, checked never to meet the training
-range; ``all`` is Procgen's full level distribution.
+range; ``test@S`` for each ``S`` in ``test_splits`` is ``[S, S + test_num_levels)``, a further held-out split;
+``all`` is Procgen's full level distribution.
+
+Several games (``EnvConfig.games``, the multi-task setting of Cobbe et al. 2020): one gym3 environment per game,
+``num_envs / len(games)`` environments each, concatenated in the listed order (every Procgen game shares the
+15-action space and the 64x64 frames); each step's infos and each episode then carry ``game``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import contextlib
 import dataclasses
 import io
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -55,7 +60,8 @@ GAMES = (
 )
 NUM_ACTIONS = 15
 OBS_SHAPE = (64, 64, 3)
-Split = Literal["train", "test", "all"]
+Split = str
+"""``train``, ``test``, ``all`` or a named held-out split ``test@<first level seed>`` (``EnvConfig.test_splits``)."""
 
 # Min-max return ranges from the Procgen paper (appendix), used for normalised scores.
 RETURN_RANGES = {
@@ -104,8 +110,9 @@ def check_game(game: str) -> None:
         raise ValueError(f"game: unknown Procgen game {game!r}{closest(game, GAMES)}; choose one of {', '.join(GAMES)}")
 
 
-def normalized_score(mean_return: float, game: str, mode: str) -> float | None:
-    """Min-max normalised return with the Procgen paper's ranges (None where no range exists)."""
+def normalized_score(mean_return, game: str, mode: str):
+    """Min-max normalised return (a float, or an array of returns elementwise) with the Procgen paper's ranges
+    (None where no range exists)."""
     rng = RETURN_RANGES.get(mode, {}).get(game)
     if rng is None:
         return None
@@ -119,7 +126,10 @@ class EnvConfig(Checked):
 
     game: str = "starpilot"
     """Procgen game: bigfish, bossfight, caveflyer, chaser, climber, coinrun, dodgeball, fruitbot, heist,
-    jumper, leaper, maze, miner, ninja, plunder or starpilot."""
+    jumper, leaper, maze, miner, ninja, plunder or starpilot. Ignored when ``games`` is set."""
+    games: list[str] = field(default_factory=list)
+    """Several games trained as one multi-task run, e.g. [coinrun, starpilot, fruitbot]: num_envs is split evenly
+    across them, in this order, and each plays the same level ranges. Empty = the one game ``game``."""
     num_envs: int = bounded(64, 1)
     """Environments stepped in parallel (one batch of observations per step)."""
     num_levels: int = bounded(200, 0)
@@ -132,7 +142,12 @@ class EnvConfig(Checked):
     test_start_level: int | None = bounded(None, 0)
     """First level seed of the held-out test split; null = right after the training range."""
     test_num_levels: int = bounded(1000, 1)
-    """Number of level seeds in the held-out test split (must not meet the training range)."""
+    """Number of level seeds in the held-out test split (must not meet the training range), and in each of
+    ``test_splits``."""
+    test_splits: list[int] = field(default_factory=list)
+    """More held-out splits beside ``test``: the first level seed of each, test_num_levels long, named test@<seed>
+    (e.g. num_levels 1000, test_num_levels 200, test_splits [1200, 1400]: test = 1000-1199, test@1200, test@1400).
+    Each must meet neither the training range nor another held-out split."""
     use_backgrounds: bool = True
     """Procgen option: draw background images."""
     restrict_themes: bool = False
@@ -152,6 +167,21 @@ class EnvConfig(Checked):
     def test_start(self) -> int:
         return self.start_level + self.num_levels if self.test_start_level is None else self.test_start_level
 
+    @property
+    def game_list(self) -> list[str]:
+        """The games this config plays: ``games``, or ``[game]``."""
+        return list(self.games) or [self.game]
+
+    @property
+    def label(self) -> str:
+        """The game, or the games joined by '+', for titles and progress bars."""
+        return "+".join(self.game_list)
+
+    @property
+    def held_out_splits(self) -> list[str]:
+        """The held-out split names: ``test``, then ``test@<seed>`` for each of ``test_splits``."""
+        return ["test", *(f"test@{start}" for start in self.test_splits)]
+
     def level_range(self, split: Split) -> tuple[int, int]:
         """``(start_level, num_levels)`` for a split, in Procgen's terms (num_levels 0 = unbounded)."""
         if split == "train":
@@ -160,7 +190,15 @@ class EnvConfig(Checked):
             return self.test_start, self.test_num_levels
         if split == "all":
             return 0, 0
-        raise ValueError(f"split: unknown split {split!r}; choose train, test or all")
+        if split in self.held_out_splits:
+            return int(split.removeprefix("test@")), self.test_num_levels
+        raise ValueError(f"split: unknown split {split!r}; choose train, {', '.join(self.held_out_splits)} or all")
+
+    def for_game(self, game: str) -> EnvConfig:
+        """This config for one of its games alone (a multi-game agent's evaluation, demos or videos of one game)."""
+        if game not in self.game_list:
+            raise ValueError(f"game: {game} is not one of this run's games ({', '.join(self.game_list)})")
+        return dataclasses.replace(self, game=game, games=[])
 
     @property
     def held_out(self) -> bool:
@@ -169,17 +207,36 @@ class EnvConfig(Checked):
 
     def validate(self) -> None:
         check_game(self.game)
-        if self.num_levels > 0:
-            train_end = self.start_level + self.num_levels
-            test_end = self.test_start + self.test_num_levels
-            if self.test_start < train_end and self.start_level < test_end:
+        for game in self.games:
+            if game not in GAMES:
+                hint = closest(game, GAMES)
+                raise ValueError(f"games: unknown Procgen game {game!r}{hint}; choose from {', '.join(GAMES)}")
+        if len(set(self.games)) < len(self.games):
+            twice = next(g for g in self.games if self.games.count(g) > 1)
+            raise ValueError(f"games: {twice} is listed twice; list each game once")
+        if self.games and self.num_envs % len(self.games):
+            raise ValueError(
+                f"num_envs: {self.num_envs} environments do not divide evenly across {len(self.games)} games; "
+                f"choose a multiple of {len(self.games)}"
+            )
+        train_end = self.start_level + self.num_levels
+        tests = [("test_start_level", self.test_start), *(("test_splits", start) for start in self.test_splits)]
+        for i, (key, start) in enumerate(tests):
+            end = start + self.test_num_levels
+            if self.num_levels > 0 and start < train_end and self.start_level < end:
                 raise ValueError(
-                    f"test_start_level: the test levels [{self.test_start}, {test_end}) meet the training levels "
-                    f"[{self.start_level}, {train_end}); choose a test_start_level >= {train_end} "
+                    f"{key}: the held-out levels [{start}, {end}) meet the training levels "
+                    f"[{self.start_level}, {train_end}); choose a first level >= {train_end} "
                     f"or a range ending at or before {self.start_level}"
                 )
-        if self.test_start + self.test_num_levels > 2**31 - 1:
-            raise ValueError("test_num_levels: level seeds must stay below 2**31 - 1")
+            for other_key, other in tests[:i]:
+                if start < other + self.test_num_levels and other < end:
+                    raise ValueError(
+                        f"test_splits: the held-out split at {start} meets the one at {other} ({other_key}); "
+                        f"held-out splits of {self.test_num_levels} levels must not overlap"
+                    )
+            if end > 2**31 - 1:
+                raise ValueError(f"{key}: level seeds must stay below 2**31 - 1")
 
 
 def one_level_config(env_config: EnvConfig, level_seed: int) -> EnvConfig:
@@ -218,20 +275,39 @@ class ProcgenVecEnv(VecEnv):
         observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, dtype=np.uint8)
         super().__init__(n, observation_space, gym.spaces.Discrete(NUM_ACTIONS))
         self._gym3 = None
+        self._game_envs: list = []
         self._actions: np.ndarray | None = None
         self._seed_pending = False
         self._make()
 
     def _make(self) -> None:
         import_procgen()
+        import gym3
         import procgen  # imported here: it loads the C++ library, which tools that only read configs skip
 
-        if self._gym3 is not None:
-            self._gym3.close()
+        self.close()
         c = self.config
-        self._gym3 = procgen.ProcgenGym3Env(
-            num=self.num_envs,
-            env_name=c.game,
+        games = c.game_list
+        per_game = self.num_envs // len(games)
+        if per_game * len(games) != self.num_envs:
+            raise ValueError(f"num_envs: {self.num_envs} environments do not divide evenly across {len(games)} games")
+        # The game of each environment index, in the order ConcatEnv stacks them.
+        self.env_games = np.repeat(np.array(games, dtype=object), per_game)
+        self._game_envs = [self._make_game(procgen, game, per_game, k) for k, game in enumerate(games)]
+        self._gym3 = self._game_envs[0] if len(games) == 1 else gym3.ConcatEnv(self._game_envs)
+        _, ob, _ = self._gym3.observe()
+        self._obs = ob["rgb"]
+        self._level_seeds = self._current_level_seeds()
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._started = False
+
+    def _make_game(self, procgen, game: str, num: int, index: int):
+        c = self.config
+        # Each game of a multi-game env draws its own level order (the first game's is the single-game one).
+        return procgen.ProcgenGym3Env(
+            num=num,
+            env_name=game,
             num_levels=self.num_levels,
             start_level=self.start_level,
             distribution_mode=c.distribution_mode,
@@ -242,14 +318,8 @@ class ProcgenVecEnv(VecEnv):
             use_sequential_levels=c.use_sequential_levels,
             center_agent=c.center_agent,
             num_threads=c.num_threads,
-            rand_seed=int(self.seed_value) % (2**31 - 1),
+            rand_seed=(int(self.seed_value) + 7_919 * index) % (2**31 - 1),
         )
-        _, ob, _ = self._gym3.observe()
-        self._obs = ob["rgb"]
-        self._level_seeds = self._current_level_seeds()
-        self._returns = np.zeros(self.num_envs, dtype=np.float64)
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
-        self._started = False
 
     def _current_level_seeds(self) -> np.ndarray:
         return np.array([info["level_seed"] for info in self._gym3.get_info()], dtype=np.int64)
@@ -283,6 +353,9 @@ class ProcgenVecEnv(VecEnv):
         self._returns += rewards
         self._lengths += 1
         infos: list[dict[str, Any]] = [{"level_seed": int(s)} for s in prev_seeds]
+        if len(self.config.game_list) > 1:
+            for info, game in zip(infos, self.env_games, strict=True):
+                info["game"] = game
         if first.any():
             gym3_infos = self._gym3.get_info()
             self._level_seeds = np.array([info["level_seed"] for info in gym3_infos], dtype=np.int64)
@@ -294,15 +367,16 @@ class ProcgenVecEnv(VecEnv):
                     "r": float(self._returns[i]),
                     "l": int(self._lengths[i]),
                     "level_seed": int(prev_seeds[i]),
+                    "game": self.env_games[i],
                 }
             self._returns[first] = 0.0
             self._lengths[first] = 0
         return self._obs, rewards.astype(np.float32), first.copy(), infos
 
     def close(self) -> None:
-        if self._gym3 is not None:
-            self._gym3.close()
-            self._gym3 = None
+        for env in self._game_envs:  # gym3's ConcatEnv does not close the environments it holds
+            env.close()
+        self._game_envs, self._gym3 = [], None
 
     def get_images(self) -> list[np.ndarray]:
         return list(self._obs)

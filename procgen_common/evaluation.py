@@ -1,12 +1,15 @@
 """Evaluating an agent on a level split: per-episode returns, bootstrap CIs, normalised scores.
 
 Every environment plays a fixed number of episodes, so short episodes are not over-counted (running
-until N episodes finish anywhere would favour levels that end quickly).
+until N episodes finish anywhere would favour levels that end quickly). A multi-game agent plays each of its games
+in turn, the same number of episodes each: the summary then has a row per game and the mean min-max normalised
+score over the games, with a bootstrap CI drawn within each game (rliable's stratified bootstrap).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import sys
@@ -21,7 +24,7 @@ from procgen_common.checkpoint import atomic_write_text
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, normalized_score
 from procgen_common.episodes import Episode, Job, play_episodes
 from procgen_common.logger import close_bar, progress_bar
-from procgen_common.stats import bootstrap_ci
+from procgen_common.stats import bootstrap_ci, stratified_bootstrap_ci
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,13 @@ class EpisodeResults:
     """Episode lengths in steps (int64)."""
     level_seeds: np.ndarray
     """The Procgen level seed each episode was played on (int64)."""
+    games: np.ndarray
+    """The game each episode was played in (str)."""
+
+    def of_game(self, game: str) -> EpisodeResults:
+        """The episodes of one game."""
+        keep = self.games == game
+        return EpisodeResults(self.returns[keep], self.lengths[keep], self.level_seeds[keep], self.games[keep])
 
 
 def run_episodes(
@@ -46,11 +56,21 @@ def run_episodes(
     max_envs: int = 64,
     progress=None,
 ) -> EpisodeResults:
-    """Play ``episodes`` episodes of ``agent`` on ``split``; each env plays an equal share (its first episodes).
+    """Play ``episodes`` episodes of ``agent`` on ``split`` (``episodes`` of each game of a multi-game config); each
+    env plays an equal share (its first episodes).
 
     ``agent`` has ``initial_state(n)`` and ``act(obs, state, episode_start, deterministic)``.
     ``progress`` is an optional callable told the number of finished episodes.
     """
+    if len(env_config.game_list) > 1:
+        parts, done = [], 0
+        for game in env_config.game_list:
+            tick = None if progress is None else (lambda n, done=done: progress(done + n))
+            one_game = env_config.for_game(game)
+            parts.append(run_episodes(agent, one_game, split, episodes, seed, deterministic, max_envs, tick))
+            done += episodes
+        fields = dataclasses.fields(EpisodeResults)
+        return EpisodeResults(*(np.concatenate([getattr(part, f.name) for part in parts]) for f in fields))
     num_envs = min(episodes, max_envs)
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
@@ -72,11 +92,28 @@ def run_episodes(
         np.array([e.true_return for e in finished], np.float64),
         np.array([e.length for e in finished], np.int64),
         np.array([e.level_seed for e in finished], np.int64),
+        np.full(len(finished), env_config.game, dtype=object),
     )
 
 
 def summarize(results: EpisodeResults, game: str, mode: str) -> dict:
-    """Mean/std/95% CI of return, normalised score and mean length, as plain JSON-ready values."""
+    """Mean/std/95% CI of return, normalised score and mean length, as plain JSON-ready values.
+
+    Results of several games give, instead, ``per_game`` (this summary of each game) and the mean normalised score
+    over the games (``normalized_score``) with its stratified-bootstrap CI (``ci95_normalized_score``).
+    """
+    games = list(dict.fromkeys(results.games.tolist()))
+    if len(games) > 1:
+        per_game = {g: summarize(results.of_game(g), g, mode) for g in games}
+        scores = [normalized_score(results.of_game(g).returns, g, mode) for g in games]
+        known = [s for s in scores if s is not None]
+        return {
+            "games": games,
+            "episodes": int(results.returns.size),
+            "per_game": per_game,
+            "normalized_score": float(np.mean([np.mean(s) for s in known])) if len(known) == len(games) else None,
+            "ci95_normalized_score": list(stratified_bootstrap_ci(known)) if len(known) == len(games) else None,
+        }
     r = results.returns
     mean = float(r.mean()) if r.size else float("nan")
     score = normalized_score(mean, game, mode)
@@ -108,7 +145,8 @@ def evaluate_agent(
 ) -> tuple[dict, EpisodeResults]:
     """``run_episodes`` with a progress bar; returns ``(summary, results)``: the level range played, the
     settings and ``summarize``'s figures, and the per-episode results."""
-    bar = progress_bar(total=episodes, unit="episode", desc=desc or f"{env_config.game} {split}", leave=False)
+    total = episodes * len(env_config.game_list)
+    bar = progress_bar(total=total, unit="episode", desc=desc or f"{env_config.label} {split}", leave=False)
     # Sampled actions come from torch's global generator: seed it here (and restore it afterwards) so an evaluation
     # gives the same episodes whatever ran before it in the process.
     try:
@@ -128,11 +166,11 @@ def evaluate_agent(
         close_bar(bar)
     start, count = env_config.level_range(split)
     summary = {
-        "game": env_config.game,
+        "game": env_config.label,
         "distribution_mode": env_config.distribution_mode,
         "split": split,
         "level_range": {"start_level": start, "num_levels": count},
-        "held_out": split == "test" and env_config.held_out,
+        "held_out": split in env_config.held_out_splits and env_config.held_out,
         "deterministic": deterministic,
         "seed": seed,
         **summarize(results, env_config.game, env_config.distribution_mode),
@@ -145,12 +183,13 @@ def write_evaluation(summary: dict, results: EpisodeResults, out: str | Path) ->
     """The JSON summary to ``out`` and the per-episode CSV (level_seed, return, length) beside it, atomically."""
     out = Path(out)
     atomic_write_text(out, json.dumps(summary, indent=2) + "\n")
-    rows = io.StringIO()
-    writer = csv.writer(rows, lineterminator="\n")
-    writer.writerow(["episode", "level_seed", "return", "length"])
-    for i, (level, ret, length) in enumerate(zip(results.level_seeds, results.returns, results.lengths, strict=True)):
-        writer.writerow([i, int(level), float(ret), int(length)])
-    atomic_write_text(out.with_suffix(".csv"), rows.getvalue())
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["episode", "level_seed", "return", "length", "game"])
+    rows = zip(results.level_seeds, results.returns, results.lengths, results.games, strict=True)
+    for i, (level, ret, length, game) in enumerate(rows):
+        writer.writerow([i, int(level), float(ret), int(length), game])
+    atomic_write_text(out.with_suffix(".csv"), text.getvalue())
 
 
 def evaluate_checkpoint(

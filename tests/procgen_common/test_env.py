@@ -219,3 +219,56 @@ def test_seed_then_reset_plays_the_given_seed():
     finally:
         for env in (fresh, other, reseeded):
             env.close()
+
+
+def test_several_games_share_one_vec_env_split_evenly_in_order():
+    config = EnvConfig(games=["coinrun", "starpilot", "fruitbot"], num_envs=6, num_levels=10)
+    env = ProcgenVecEnv(config, "train", seed=3)
+    try:
+        assert env.num_envs == 6 and env.action_space.n == 15
+        assert env.env_games.tolist() == ["coinrun"] * 2 + ["starpilot"] * 2 + ["fruitbot"] * 2
+        env.reset()
+        ended: dict[int, set] = {}
+        rng = np.random.default_rng(0)
+        for _ in range(1500):
+            obs, _, dones, infos = env.step(rng.integers(0, 15, 6))
+            assert [info["game"] for info in infos] == env.env_games.tolist()
+            for i in np.flatnonzero(dones):
+                ended.setdefault(i, set()).add(infos[i]["episode"]["game"])
+                assert 0 <= infos[i]["episode"]["level_seed"] < 10
+        assert obs.shape == (6, 64, 64, 3)
+        # Every env that finished an episode finished it in its own game (starpilot and fruitbot end quickly).
+        assert {i: games for i, games in ended.items()} == {i: {env.env_games[i]} for i in ended}
+        assert {2, 3, 4, 5} <= set(ended)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    "settings, culprit",
+    [
+        (dict(games=["coinrun", "coinrun"]), "games: coinrun is listed twice"),
+        (dict(games=["coinrun", "starpilt"]), "games: unknown Procgen game 'starpilt' (did you mean 'starpilot'?)"),
+        (dict(games=["coinrun", "starpilot"], num_envs=3), "num_envs: 3 environments do not divide evenly"),
+        (dict(num_levels=200, test_num_levels=100, test_splits=[150]), "test_splits: the held-out levels [150, 250)"),
+        (dict(num_levels=200, test_num_levels=100, test_splits=[250]), "split at 250 meets the one at 200"),
+        (dict(num_levels=200, test_num_levels=100, test_splits=[400, 450]), "at 450 meets the one at 400"),
+    ],
+)
+def test_bad_games_and_test_splits_are_refused_naming_the_key(settings, culprit):
+    with pytest.raises(ValueError) as err:
+        EnvConfig(**settings)
+    assert culprit in str(err.value)
+
+
+def test_named_held_out_splits_and_one_game_of_several():
+    config = EnvConfig(games=["coinrun", "fruitbot"], num_levels=1000, test_num_levels=200, test_splits=[1200, 1400])
+    assert config.held_out_splits == ["test", "test@1200", "test@1400"]
+    assert [config.level_range(s) for s in config.held_out_splits] == [(1000, 200), (1200, 200), (1400, 200)]
+    assert config.label == "coinrun+fruitbot"
+    fruitbot = config.for_game("fruitbot")
+    assert fruitbot.game_list == ["fruitbot"] and fruitbot.test_splits == [1200, 1400]
+    with pytest.raises(ValueError, match="test@1600"):
+        config.level_range("test@1600")
+    with pytest.raises(ValueError, match="starpilot is not one of this run's games"):
+        config.for_game("starpilot")

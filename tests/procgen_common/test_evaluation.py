@@ -14,7 +14,8 @@ from procgen_common.evaluation import EpisodeResults, run_episodes, summarize
 
 
 def test_summarize_reports_mean_std_ci_and_score():
-    results = EpisodeResults(np.array([5.0, 7.0, 9.0, 11.0]), np.array([10, 20, 30, 40]), np.array([1, 2, 3, 4]))
+    games = np.array(["coinrun"] * 4, dtype=object)
+    results = EpisodeResults(np.array([5.0, 7.0, 9.0, 11.0]), np.array([10, 20, 30, 40]), np.array([1, 2, 3, 4]), games)
     summary = summarize(results, "coinrun", "easy")
     assert summary["episodes"] == 4
     assert summary["mean_return"] == 8.0
@@ -23,6 +24,26 @@ def test_summarize_reports_mean_std_ci_and_score():
     assert summary["normalized_score"] == pytest.approx((8.0 - 5) / (10 - 5))
     low, high = summary["ci95_return"]
     assert 5.0 <= low <= 8.0 <= high <= 11.0
+
+
+def test_summarize_of_two_games_gives_a_row_per_game_and_the_mean_normalised_score():
+    games = np.array(["coinrun"] * 3 + ["starpilot"] * 3, dtype=object)
+    returns = np.array([5.0, 10.0, 10.0, 2.5, 2.5, 64.0])  # normalised: 0, 1, 1 (coinrun) and 0, 0, 1 (starpilot)
+    results = EpisodeResults(returns, np.ones(6, np.int64), np.arange(6), games)
+    summary = summarize(results, "ignored", "easy")
+    assert summary["games"] == ["coinrun", "starpilot"]
+    assert summary["per_game"]["coinrun"]["mean_return"] == pytest.approx(25 / 3)
+    assert summary["per_game"]["starpilot"]["normalized_score"] == pytest.approx(1 / 3)
+    assert summary["normalized_score"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    low, high = summary["ci95_normalized_score"]
+    assert 0 <= low < 0.5 < high <= 1
+
+
+def test_a_multi_game_evaluation_plays_the_episodes_of_each_game_on_the_named_split():
+    config = EnvConfig(games=["coinrun", "starpilot"], num_envs=2, num_levels=5, test_num_levels=20, test_splits=[500])
+    results = run_episodes(RandomAgent(0), config, "test@500", episodes=3, max_envs=3)
+    assert results.games.tolist() == ["coinrun"] * 3 + ["starpilot"] * 3
+    assert all(500 <= seed < 520 for seed in results.level_seeds)
 
 
 class RecordingEnv(ProcgenVecEnv):
