@@ -94,7 +94,7 @@ class RunConfig(Checked):
     """Where outputs go."""
 
     dir: str | None = None
-    """Run folder; null = runs/ppo-<game>-<arch>-seed<seed>."""
+    """Run folder; null = runs/ppo-<game>-<arch>-seed<seed> (several games: <game>+<game>...)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Config(Checked):
     def run_dir(self) -> Path:
         if self.run.dir:
             return Path(self.run.dir)
-        return Path("runs") / f"ppo-{self.env.game}-{self.model.arch}-seed{self.train.seed}"
+        return Path("runs") / f"ppo-{self.env.label}-{self.model.arch}-seed{self.train.seed}"
 
     def validate(self) -> None:
         n = self.train.num_checkpoints

@@ -187,8 +187,9 @@ def load_reward_model(config: RewardConfig, env: EnvConfig) -> tuple[RewardNet, 
     net, checkpoint = load_reward_net(config.model)
     demos = checkpoint.get("demos") or {}
     game, mode = demos.get("game"), demos.get("distribution_mode")
-    if game is not None and game != env.game:
-        raise UserError(f"reward.model: {config.model} learned from {game} demos, but env.game is {env.game}")
+    if game is not None and env.game_list != [game]:
+        key = "env.games" if env.games else "env.game"
+        raise UserError(f"reward.model: {config.model} learned from {game} demos, but {key} is {env.label}")
     if config.sigmoid and net.config.output != "raw":
         raise UserError(
             f"reward.sigmoid: {config.model} already bounds its output (reward_net.output={net.config.output}); "

@@ -60,7 +60,7 @@ class RunConfig(Checked):
     """Where outputs go."""
 
     dir: str | None = None
-    """Run folder; null = runs/<agent.algo>-<game>-<reward.source>-seed<seed>."""
+    """Run folder; null = runs/<agent.algo>-<game>-<reward.source>-seed<seed> (several games: <game>+<game>...)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Config(BaselineConfig):
     def run_dir(self) -> Path:
         if self.run.dir:
             return Path(self.run.dir)
-        return Path("runs") / f"{self.agent.algo}-{self.env.game}-{self.reward.source}-seed{self.train.seed}"
+        return Path("runs") / f"{self.agent.algo}-{self.env.label}-{self.reward.source}-seed{self.train.seed}"
 
     def validate(self) -> None:
         algo = self.agent.algo

@@ -8,6 +8,12 @@ and TensorBoard through ``RunLogger``, and the tqdm bar.
 ``checkpoints/latest.pt`` for resuming, and the periodic held-out evaluation.
 ``EpisodeStats`` keeps the last 100 training episodes' true and learned returns side by side.
 
+A multi-game run (``env.games``) logs each game beside the totals: ``charts/<game>/episodic_return`` and
+``charts/<game>/episodic_length`` over that game's last 100 episodes, ``charts/normalized_score`` (the mean over
+the games of their min-max normalised recent returns), and at each evaluation ``eval/<game>/<split>_return`` and
+``eval/<split>_normalized_score``; ``charts/episodic_return`` and ``eval/<split>_return`` stay the mean over all
+episodes, every game's alike. A single-game run logs none of these columns.
+
 Env wrappers with state of their own (a learned reward's running scaler) are saved and restored here too, for
 every algorithm: any wrapper in the training env's chain whose class has ``state_dict`` and ``load_state_dict``
 (``stateful_wrappers``).
@@ -31,7 +37,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.config import save_config, to_dict
-from procgen_common.env import ProcgenVecEnv
+from procgen_common.env import ProcgenVecEnv, normalized_score
 from procgen_common.evaluation import run_episodes, summarize
 from procgen_common.logger import RunLogger, close_bar, progress_bar
 from procgen_common.runs import FolderLock, pick_device, prepare_run_dir, use_threads
@@ -54,7 +60,21 @@ COMMON_COLUMNS = [
     "charts/episodic_length",
     "charts/episodes",
 ]
-EVAL_COLUMNS = ["eval/train_return", "eval/test_return", "eval/all_return"]
+EVAL_SPLITS = ("train", "test", "all")
+EVAL_COLUMNS = [f"eval/{split}_return" for split in EVAL_SPLITS]
+
+
+def game_columns(games: Sequence[str]) -> list[str]:
+    """The columns a multi-game run adds (none for one game): the recent episodes of each game and the mean
+    normalised score, then each game's evaluation return and the evaluation's mean normalised score, per split."""
+    if len(games) < 2:
+        return []
+    return [
+        *(f"charts/{game}/{stat}" for game in games for stat in ("episodic_return", "episodic_length")),
+        "charts/normalized_score",
+        *(f"eval/{game}/{split}_return" for split in EVAL_SPLITS for game in games),
+        *(f"eval/{split}_normalized_score" for split in EVAL_SPLITS),
+    ]
 
 
 def stateful_wrappers(env: VecEnv) -> dict[str, object]:
@@ -74,13 +94,19 @@ def stateful_wrappers(env: VecEnv) -> dict[str, object]:
 
 
 class EpisodeStats:
-    """The last 100 training episodes: true return, learned return (under a learned reward), length."""
+    """The last 100 training episodes: true return, learned return (under a learned reward), length; in a
+    multi-game run (several ``games``) also the last 100 returns and lengths of each game, whose normalised scores
+    (Procgen's ranges for ``distribution_mode``) give ``charts/normalized_score``."""
 
-    def __init__(self):
+    def __init__(self, games: Sequence[str] = (), distribution_mode: str = "easy"):
         self.returns: deque[float] = deque(maxlen=100)
         self.learned_returns: deque[float] = deque(maxlen=100)
         self.lengths: deque[int] = deque(maxlen=100)
         self.episodes = 0
+        self.distribution_mode = distribution_mode
+        games = list(games) if len(games) > 1 else []
+        self.game_returns: dict[str, deque[float]] = {game: deque(maxlen=100) for game in games}
+        self.game_lengths: dict[str, deque[int]] = {game: deque(maxlen=100) for game in games}
 
     def record(self, dones: np.ndarray, infos: list[dict]) -> None:
         for i in np.flatnonzero(dones):
@@ -89,6 +115,9 @@ class EpisodeStats:
             self.lengths.append(episode["l"])
             if "learned_r" in episode:
                 self.learned_returns.append(episode["learned_r"])
+            if self.game_returns:
+                self.game_returns[episode["game"]].append(episode["r"])
+                self.game_lengths[episode["game"]].append(episode["l"])
             self.episodes += 1
 
     @property
@@ -96,27 +125,48 @@ class EpisodeStats:
         return float(np.mean(self.returns)) if self.returns else None
 
     def metrics(self) -> dict:
-        return {
+        row = {
             "charts/episodic_return": self.mean_return,
             "charts/learned_return": float(np.mean(self.learned_returns)) if self.learned_returns else None,
             "charts/episodic_length": float(np.mean(self.lengths)) if self.lengths else None,
             "charts/episodes": self.episodes,
         }
+        if not self.game_returns:
+            return row
+        scores = []
+        for game, returns in self.game_returns.items():
+            mean = float(np.mean(returns)) if returns else None
+            lengths = self.game_lengths[game]
+            row[f"charts/{game}/episodic_return"] = mean
+            row[f"charts/{game}/episodic_length"] = float(np.mean(lengths)) if lengths else None
+            scores.append(None if mean is None else normalized_score(mean, game, self.distribution_mode))
+        # None until every game has finished an episode (and has a normalisation range).
+        row["charts/normalized_score"] = None if None in scores else float(np.mean(scores))
+        return row
 
     def state_dict(self) -> dict:
         # The keys baseline_agent.train's checkpoints use.
-        return {
+        state = {
             "episodes": self.episodes,
             "recent_returns": list(self.returns),
             "recent_lengths": list(self.lengths),
             "recent_learned_returns": list(self.learned_returns),
         }
+        if self.game_returns:
+            state["recent_game_returns"] = {game: list(d) for game, d in self.game_returns.items()}
+            state["recent_game_lengths"] = {game: list(d) for game, d in self.game_lengths.items()}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        # Checkpoints from before multi-game runs have no per-game entries: those deques start empty.
         self.episodes = state["episodes"]
         self.returns.extend(state["recent_returns"])
         self.lengths.extend(state["recent_lengths"])
         self.learned_returns.extend(state.get("recent_learned_returns", []))
+        for game, returns in state.get("recent_game_returns", {}).items():
+            self.game_returns[game].extend(returns)
+        for game, lengths in state.get("recent_game_lengths", {}).items():
+            self.game_lengths[game].extend(lengths)
 
 
 class Run:
@@ -172,9 +222,9 @@ class TrainingRun(Run):
     def __init__(self, config, algo: str, columns: Sequence[str], must_match: Sequence[str]):
         super().__init__(config.run_dir, config, must_match)
         self.algo = algo
-        self.columns = [*COMMON_COLUMNS, *columns, *EVAL_COLUMNS]
+        self.columns = [*COMMON_COLUMNS, *columns, *EVAL_COLUMNS, *game_columns(config.env.game_list)]
         self.step, self.update, self.elapsed = 0, 0, 0.0
-        self.episodes = EpisodeStats()
+        self.episodes = EpisodeStats(config.env.game_list, config.env.distribution_mode)
         if self.resume_from is not None:
             saved = self.resume_from
             self.step, self.update, self.elapsed = saved["step"], saved["update"], saved["elapsed_s"]
@@ -202,7 +252,11 @@ class TrainingRun(Run):
         c = self.config
         self.state, self.make_agent, self.net = state, make_agent, net
         bar = dict(
-            total=c.train.total_steps, initial=self.step, unit="step", unit_scale=True, desc=f"{self.algo} {c.env.game}"
+            total=c.train.total_steps,
+            initial=self.step,
+            unit="step",
+            unit_scale=True,
+            desc=f"{self.algo} {c.env.label}",
         )
         self.open_logs(self.columns, self.step, **bar)
         self.targets = checkpoint_steps(c.train.total_steps, c.train.num_checkpoints)
@@ -255,9 +309,19 @@ class TrainingRun(Run):
                 results = run_episodes(
                     agent, c.env, split, c.eval.episodes, seed=c.train.seed + 10_000, deterministic=c.eval.deterministic
                 )
-                out[f"eval/{split}_return"] = summarize(results, c.env.game, c.env.distribution_mode)["mean_return"]
+                summary = summarize(results, c.env.game, c.env.distribution_mode)
+                if "per_game" in summary:
+                    # Every game plays as many episodes: the mean over all of them is the mean of the games' means.
+                    out[f"eval/{split}_return"] = float(results.returns.mean())
+                    out[f"eval/{split}_normalized_score"] = summary["normalized_score"]
+                    for game, of_game in summary["per_game"].items():
+                        out[f"eval/{game}/{split}_return"] = of_game["mean_return"]
+                else:
+                    out[f"eval/{split}_return"] = summary["mean_return"]
             if c.eval.record_video and self.step >= self.next_video:
-                path = record_eval_video(agent, c.env, self.run_dir, self.step, episodes=c.eval.video_episodes,
+                # The video plays one game: a multi-game run's first (its environments cannot split over several).
+                video_env = c.env.for_game(c.env.game_list[0])
+                path = record_eval_video(agent, video_env, self.run_dir, self.step, episodes=c.eval.video_episodes,
                                          split=c.eval.splits[0], deterministic=c.eval.deterministic,
                                          seed=c.train.seed + 20_000)  # fmt: skip
                 self.logger.log_video(self.step, "videos/eval", path)
