@@ -7,8 +7,10 @@
 PATH is a checkpoint file or a run folder of the suite (its checkpoints/latest.pt, whose config gives the
 game and level splits), or a stable-baselines3 .zip Procgen model (with --game). Each frame is upscaled
 (nearest neighbour) with an overlay under it: step, action, true return so far and, with --reward-model,
-the learned reward of the step and its running sum. Writes an H.264 mp4 that plays in browsers, or a
-GIF; works headless. The logic lives in procgen_common/video.py.
+the learned reward of the step and its running sum. A multi-game agent plays --episodes episodes of each of
+its games, shown side by side in one video, one place of the grid per game (--game GAME records one of them
+alone). Writes an H.264 mp4 that plays in browsers, or a GIF; works headless. The logic lives in
+procgen_common/video.py.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from procgen_common.env import GAMES, EnvConfig
 from procgen_common.episodes import Episode
 from procgen_common.runs import pick_device
 from procgen_common.sb3_agent import load_sb3_agent
-from procgen_common.video import episode_frames, record_episodes, trace_frames, write_video
+from procgen_common.video import episode_frames, game_tiles, record_episodes, trace_frames, write_video
 from trex.demos import DemoSet
 from trex.evaluate_reward import member_rewards
 from trex.reward_net import load_reward_net
@@ -44,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "  python rec_video.py runs/ppo-starpilot-nature-seed0 --episodes 4 --grid 4\n"
         "  python rec_video.py runs/ppo-starpilot-nature-seed0 --levels 200 201 --reward-model "
         "runs/trex-starpilot-trex-seed0 --trace\n"
+        "  python rec_video.py runs/ppo-coinrun+starpilot-nature-seed0 --episodes 2   # one place per game\n"
         "  python rec_video.py sb3_model.zip --game starpilot --gif\n"
         "  python rec_video.py --demo runs/ppo-starpilot-nature-seed0/demos --demo-id ID --reward-model MODEL",
     )
@@ -60,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         metavar="N",
         help="episodes to record (default: the --grid cells, the number of --levels, or 1); several episodes "
-        "follow one another, or fill the grid's cells in turn",
+        "follow one another, or fill the grid's cells in turn; a multi-game agent plays N of each game, one "
+        "after another in the game's place",
     )
     agent.add_argument(
         "--split",
@@ -76,14 +80,24 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="SEED",
         help="play these level seeds instead (episode k plays the k-th, cycling through the list)",
     )
-    agent.add_argument("--grid", type=int, default=1, metavar="N", help="play N episodes at once, shown as a grid")
+    agent.add_argument(
+        "--grid",
+        type=int,
+        default=1,
+        metavar="N",
+        help="play N episodes at once, shown as a grid (not for a multi-game agent: its grid has one place per game)",
+    )
     agent.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
     agent.add_argument(
         "--max-steps", type=int, metavar="N", help="cut each episode after N steps (default: the game's own limit)"
     )
     agent.add_argument("--seed", type=int, default=0, help="seed for the level order and sampled actions (default 0)")
     agent.add_argument(
-        "--game", choices=GAMES, metavar="GAME", help=f"Procgen game of an SB3 .zip model: {', '.join(GAMES)}"
+        "--game",
+        choices=GAMES,
+        metavar="GAME",
+        help=f"Procgen game of an SB3 .zip model ({', '.join(GAMES)}), or the one game of a multi-game agent to "
+        "record alone",
     )
     agent.add_argument(
         "--distribution-mode",
@@ -157,8 +171,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def level_split(env_config: EnvConfig, level_seed: int) -> str:
-    """Which split of ``env_config`` a level belongs to: 'train', 'test' (held out) or 'other'."""
-    for split in ("train", "test"):
+    """Which split of ``env_config`` a level belongs to: 'train', a held-out one ('test', 'test@1200') or 'other'."""
+    for split in ("train", *env_config.held_out_splits):
         start, count = env_config.level_range(split)
         if count and start <= level_seed < start + count:
             return split
@@ -174,8 +188,10 @@ def load_player(args, device):
         agent, _ = load_sb3_agent(path, device)
         return agent, EnvConfig(game=args.game, distribution_mode=args.distribution_mode), path, path.parent
     agent, _, env_config = load_agent(path, device)
-    if args.game is not None and args.game != env_config.game:
-        raise UserError(f"--game: {args.game} was asked for but {path} plays {env_config.game}")
+    if args.game is not None:
+        if args.game not in env_config.game_list:
+            raise UserError(f"--game: {args.game} was asked for but {path} plays {', '.join(env_config.game_list)}")
+        env_config = env_config.for_game(args.game)  # one game of a multi-game agent
     checkpoint = path / "checkpoints" / "latest.pt" if path.is_dir() else path
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     return agent, env_config, checkpoint, run_dir
@@ -221,10 +237,22 @@ def main(argv=None) -> dict:
             reward_fn = load_reward_fn(args.reward_model, demo_set.game, demo_set.distribution_mode, device)
             episode = episode.with_learned_rewards(reward_fn)
         episodes = [episode]
+        in_grid, places = episodes, 1
         out = Path(args.out) if args.out else demo_set.folder / "videos" / f"{args.demo_id}{trace}{suffix}"
         print(f"demo {args.demo_id}: {demo_set.game}, level {episode.level_seed}", file=sys.stderr)
     else:
         agent, env_config, checkpoint, run_dir = load_player(args, device)
+        games = env_config.game_list
+        if len(games) > 1 and args.grid != 1:
+            raise UserError(
+                f"--grid: a multi-game agent's video has one place per game ({', '.join(games)}); drop --grid, "
+                "or record one game with --game GAME"
+            )
+        if len(games) > 1 and args.reward_model:
+            raise UserError(
+                f"--reward-model: a reward model scores one game but {checkpoint} plays {', '.join(games)}; "
+                "pick that game with --game GAME"
+            )
         reward_fn = None
         if args.reward_model:
             reward_fn = load_reward_fn(args.reward_model, env_config.game, env_config.distribution_mode, device)
@@ -245,15 +273,18 @@ def main(argv=None) -> dict:
         )
         where = "levels" if args.levels else args.split
         out = Path(args.out) if args.out else run_dir / "videos" / f"{checkpoint.stem}-{where}{trace}{suffix}"
-        episodes = [
-            dataclasses.replace(e, name=f"level {e.level_seed} ({level_split(env_config, e.level_seed)})")
-            for e in episodes
-        ]
+        named = []
+        for e in episodes:
+            name = f"level {e.level_seed} ({level_split(env_config, e.level_seed)})"
+            named.append(dataclasses.replace(e, name=f"{e.name} {name}" if len(games) > 1 else name))  # e.name: game
+        episodes = named
+        # The grid's places: --grid, or one per game of a multi-game agent, whose episodes come game after game.
+        in_grid, places = (game_tiles(episodes, len(games)), len(games)) if len(games) > 1 else (episodes, args.grid)
 
     if args.trace:
         frames = (frame for episode in episodes for frame in trace_frames(episode, args.scale))
     else:
-        frames = episode_frames(episodes, args.scale, cells=args.grid)
+        frames = episode_frames(in_grid, args.scale, cells=places)
     count = write_video(out, frames, args.fps)
 
     for k, episode in enumerate(episodes):

@@ -84,13 +84,21 @@ class Experiment(Checked):
     """Demonstrators from the zoo instead of training them: a series (zoo:starpilot), one checkpoint of it
     (zoo:starpilot/step_001000000), or a folder of step_*.pt checkpoints; the demonstrator stage then only records
     which files it used, demonstrator.* is unused, and the series' final checkpoint is the true-reward reference
-    (its budget is in the report). null = train the demonstrator (demonstrator.*)."""
+    (its budget is in the report). A multi-game series serves each of its games: its demos and evaluations play
+    env.game. null = train the demonstrator (demonstrator.*)."""
     env: EnvConfig = field(default_factory=EnvConfig)
-    """Game, training levels and Procgen options of the demonstrator and both agents."""
+    """Game, training levels and Procgen options of the demonstrator and both agents (one game: env.games is
+    refused)."""
 
     def validate(self) -> None:
         if not self.dir.strip():
             raise ValueError("dir: empty; name the experiment folder (e.g. dir=experiments/mine)")
+        if self.env.games:
+            raise ValueError(
+                f"env.games: the pipeline is one game's T-REX experiment; set env.game instead (one of "
+                f"{', '.join(self.env.games)}) and leave env.games empty (multi-game agents train with "
+                "baseline_agent.train or policies.train; a multi-game zoo series can be the demonstrator, zoo=...)"
+            )
 
 
 @dataclass(frozen=True)
@@ -294,7 +302,8 @@ def evaluate_policies(config: Config, root: Path) -> dict:
     rows = {"random": summary | {"policy": "random", "file": str(out / "random.json")}}
     for policy, path in policies.items():
         file = out / f"{policy.replace(', ', '-').replace(' ', '_')}.json"
-        summary, _ = evaluate_checkpoint(path, "test", *settings, out=file)
+        # games: a multi-game zoo demonstrator plays the experiment's game only (a no-op for one-game agents).
+        summary, _ = evaluate_checkpoint(path, "test", *settings, out=file, games=[config.env.game])
         rows[policy] = summary | {"policy": policy, "file": str(file)}
     rows["best demonstrator"] |= {"demo_train_mean_return": train_mean, "demo_train_episodes": train_count}
     atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
@@ -482,7 +491,8 @@ STAGE_NAMES = ("demonstrator", "demos", "reward", "agent-learned", "agent-true",
 
 def zoo_files(config: Config) -> list[Path]:
     """The demonstrator checkpoints ``zoo`` names (a whole series when it names one checkpoint of it), checked to
-    play ``env.game`` and ``env.distribution_mode``; every problem is a one-line UserError naming the key."""
+    play ``env.game`` (alone or among the games of a multi-game series) and ``env.distribution_mode``; every problem
+    is a one-line UserError naming the key."""
     entry = config.zoo
     path = zoo.resolve(entry) if zoo.is_zoo_entry(entry) else Path(entry)
     folder = path.parent if path.is_file() else path
@@ -490,11 +500,12 @@ def zoo_files(config: Config) -> list[Path]:
     if not files:
         raise UserError(f"zoo: {entry} names no step_*.pt checkpoints; give zoo:<game> or a folder of checkpoints")
     saved = load_checkpoint(files[-1]).get("config", {}).get("env", {})
-    want = (config.env.game, config.env.distribution_mode)
-    if (saved.get("game"), saved.get("distribution_mode")) != want:
+    games = saved.get("games") or [saved.get("game")]
+    mode = saved.get("distribution_mode")
+    if config.env.game not in games or mode != config.env.distribution_mode:
         raise UserError(
-            f"zoo: {entry} plays {saved.get('game')} ({saved.get('distribution_mode')}) but env.game is {want[0]} "
-            f"({want[1]}); use that game's series or set env.game={saved.get('game')}"
+            f"zoo: {entry} plays {'+'.join(map(str, games))} ({mode}) but env.game is {config.env.game} "
+            f"({config.env.distribution_mode}); use that game's series or set env.game={games[0]}"
         )
     return files
 

@@ -13,14 +13,16 @@ import dataclasses
 import io
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from procgen_common.agents import load_agent, resolve_checkpoint
-from procgen_common.checkpoint import atomic_write_text
+from procgen_common.agents import env_config_of, load_agent, resolve_checkpoint
+from procgen_common.checkpoint import atomic_write_text, load_checkpoint
+from procgen_common.cli import UserError
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, normalized_score
 from procgen_common.episodes import Episode, Job, play_episodes
 from procgen_common.logger import close_bar, progress_bar
@@ -192,6 +194,45 @@ def write_evaluation(summary: dict, results: EpisodeResults, out: str | Path) ->
     atomic_write_text(out.with_suffix(".csv"), text.getvalue())
 
 
+HELD_OUT = "held-out"
+"""What ``--split`` calls every held-out split of a config at once (``test`` and each ``test@<seed>``)."""
+
+
+def checkpoint_splits(env_config: EnvConfig, split: str, what: str) -> list[Split]:
+    """The splits ``split`` names for a checkpoint trained with ``env_config``: itself (train, test, all or one of
+    its named held-out splits) or, for ``held-out``, every held-out split; anything else is a UserError naming the
+    splits ``what`` (the checkpoint) has."""
+    if split == HELD_OUT:
+        return env_config.held_out_splits
+    if split in ("train", "all", *env_config.held_out_splits):
+        return [split]
+    allowed = ", ".join(["train", *env_config.held_out_splits, "all", HELD_OUT])
+    raise UserError(f"--split: {what} has no split {split!r}; choose one of {allowed}")
+
+
+def splits_of_checkpoint(path: str | Path, split: str) -> list[Split]:
+    """``checkpoint_splits`` of a saved agent (checkpoint file or run folder), read from its saved config."""
+    checkpoint_path = resolve_checkpoint(path)
+    env_config = env_config_of(load_checkpoint(checkpoint_path), checkpoint_path)
+    return checkpoint_splits(env_config, split, str(checkpoint_path))
+
+
+def games_of(env_config: EnvConfig, games: Sequence[str] | None, what: str) -> EnvConfig:
+    """``env_config`` restricted to ``games`` (None: all of them, as trained), in the run's order; a game the run
+    did not play is a UserError naming its games."""
+    if games is None:
+        return env_config
+    played = env_config.game_list
+    missing = next((g for g in games if g not in played), None)
+    if missing is not None:
+        raise UserError(f"--games: {what} did not learn {missing}; its games are {', '.join(played)}")
+    keep = [g for g in played if g in games]
+    if len(keep) == 1:
+        return env_config.for_game(keep[0])
+    per_game = env_config.num_envs // len(played)  # keeps num_envs a multiple of the games, as validate() asks
+    return dataclasses.replace(env_config, games=keep, num_envs=per_game * len(keep))
+
+
 def evaluate_checkpoint(
     path: str | Path,
     split: Split = "test",
@@ -201,15 +242,24 @@ def evaluate_checkpoint(
     num_envs: int = 64,
     device: str = "cpu",
     out: str | Path | None = None,
+    games: Sequence[str] | None = None,
 ) -> tuple[dict, Path]:
     """Play a saved agent (checkpoint file or run folder) on ``split`` and write the results.
 
-    Writes ``evaluate_agent``'s summary, with the checkpoint's path, algorithm and step, to ``out`` (default
-    ``default_eval_path``) and the per-episode CSV beside it; returns ``(summary, json_path)``.
+    ``split`` is train, test, all or one of the checkpoint's named held-out splits (``test@1200``; see
+    ``checkpoint_splits`` for ``held-out``); ``games`` restricts a multi-game agent to some of its games
+    (``games_of``). Writes ``evaluate_agent``'s summary, with the checkpoint's path, algorithm and step, to ``out``
+    (default ``default_eval_path``, the split's name followed by the games' where ``games`` is given) and the
+    per-episode CSV beside it; returns ``(summary, json_path)``.
     """
     checkpoint_path = resolve_checkpoint(path)
     agent, checkpoint, env_config = load_agent(checkpoint_path, device)
-    if split == "test" and not env_config.held_out:
+    splits = checkpoint_splits(env_config, split, str(checkpoint_path))
+    if len(splits) > 1:
+        raise UserError(f"--split: {split} names {len(splits)} splits of {checkpoint_path}; evaluate one at a time")
+    split = splits[0]
+    env_config = games_of(env_config, games, str(checkpoint_path))
+    if split in env_config.held_out_splits and not env_config.held_out:
         print(
             f"note: {checkpoint_path} trained on the full level distribution (num_levels=0): no level is held out",
             file=sys.stderr,
@@ -220,6 +270,7 @@ def evaluate_checkpoint(
         "algo": checkpoint.get("algo"),
         "step": checkpoint.get("step"),
     } | summary
-    out = Path(out) if out else default_eval_path(checkpoint_path, split)
+    name = split if games is None else f"{split}-{env_config.label}"
+    out = Path(out) if out else default_eval_path(checkpoint_path, name)
     write_evaluation(summary, results, out)
     return summary, out

@@ -7,8 +7,9 @@ Three steps, each usable alone:
   true rewards and, given a ``RewardFn``, the learned reward of every step. ``overlay_values(episode)`` is the
   per-frame text of the overlay as data (step, action, true return so far, learned reward and its sum).
 - ``episode_frames`` / ``trace_frames`` turn episodes into video frames: each game frame upscaled
-  (nearest neighbour) with the overlay panel under it, one episode after another or several in a grid;
-  or a frame beside the curve of the learned per-step reward so far (what the reward model rewards).
+  (nearest neighbour) with the overlay panel under it, one episode after another or several in a grid (a
+  multi-game agent's: one place per game, ``game_tiles``); or a frame beside the curve of the learned per-step
+  reward so far (what the reward model rewards).
 - ``write_video`` writes an H.264 mp4 (yuv420p, even frame sizes: plays in browsers) through the
   ffmpeg binary that imageio-ffmpeg ships, or a GIF through pillow. Both work headless.
 
@@ -116,9 +117,19 @@ def record_episodes(
     level ``levels[k % len(levels)]``. Episodes run ``num_envs`` at a time (one batched ``act`` per step),
     episode ``k`` in slot ``k % num_envs``; each slot is a one-environment ``ProcgenVecEnv``, rebuilt for
     a new level or after an episode cut at ``max_steps``, so every episode starts at its level's start.
+
+    A multi-game config plays ``episodes`` episodes of each game in turn (``EnvConfig.for_game``), returned game
+    after game, each episode named after its game (``game_tiles`` lays them out one place per game).
     """
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"episodes ({episodes}) and num_envs ({num_envs}) must be >= 1")
+    if len(env_config.game_list) > 1:
+        settings = (split, episodes, levels, num_envs, seed, deterministic, max_steps, reward_fn)
+        return [
+            dataclasses.replace(episode, name=game)
+            for game in env_config.game_list
+            for episode in record_episodes(agent, env_config.for_game(game), *settings)
+        ]
     if levels is not None:
         check_levels(levels)
         if not levels:
@@ -247,6 +258,16 @@ def episode_frames(
             episode, t, values = timeline[min(i, len(timeline) - 1)]
             images.append(render_cell(episode.obs[t], values, scale, num_lines, dim=i >= len(timeline)))
         yield even_size(images[0] if cells == 1 else grid(images, columns))
+
+
+def game_tiles(episodes: Sequence[Episode], num_games: int) -> list[Episode]:
+    """Episodes recorded game after game (``record_episodes`` of a multi-game config, the same number of each)
+    reordered so that ``episode_frames(..., cells=num_games)`` gives each game one place of the grid, in order,
+    where its episodes follow one another."""
+    per_game, extra = divmod(len(episodes), num_games)
+    if extra:
+        raise ValueError(f"{len(episodes)} episodes do not split evenly across {num_games} games")
+    return [episodes[g * per_game + k] for k in range(per_game) for g in range(num_games)]
 
 
 def _text(image: np.ndarray, text: str, x: int, y: int, scale: float = 0.35, color=DARK) -> None:
@@ -407,8 +428,9 @@ def record_eval_video(
     fps: int = 15,
     max_steps: int | None = 1000,
 ) -> Path:
-    """A trainer's periodic evaluation video: ``episodes`` episodes on ``split`` side by side in a grid,
-    written to ``<run_dir>/videos/eval-step_<step>.mp4``; returns its path.
+    """A trainer's periodic evaluation video: ``episodes`` episodes on ``split`` side by side in a grid (of each
+    game of a multi-game config: a game's episodes follow one another in the grid's order), written to
+    ``<run_dir>/videos/eval-step_<step>.mp4``; returns its path.
 
     Leaves the agent's network mode to the caller (put it back in training mode afterwards, as after the
     evaluation); plays its own environments, so the training env is untouched.
@@ -418,5 +440,5 @@ def record_eval_video(
         max_steps=max_steps,
     )  # fmt: skip
     path = Path(run_dir) / "videos" / f"eval-step_{step:09d}.mp4"
-    write_mp4(path, episode_frames(recorded, scale, cells=episodes), fps)
+    write_mp4(path, episode_frames(recorded, scale, cells=len(recorded)), fps)
     return path

@@ -27,6 +27,7 @@ from procgen_common.video import (
     episode_frames,
     even_size,
     find_ffmpeg,
+    game_tiles,
     one_level_config,
     overlay_lines,
     overlay_values,
@@ -273,3 +274,77 @@ def test_help_documents_every_option(script, capsys):
     source = SCRIPT.read_text().split("def parse_args")[1].split("args = parser.parse_args")[0]
     for option in set(re.findall(r'"(--[a-z-]+)"', source)):
         assert option in text, option
+
+
+@pytest.fixture(scope="module")
+def multi_game_run(tmp_path_factory):
+    """A tiny run of one agent on coinrun and starpilot."""
+    from tests.conftest import train_tiny
+
+    return train_tiny(tmp_path_factory.mktemp("multi") / "run", "env.games=[coinrun,starpilot]")
+
+
+def test_a_multi_game_agent_plays_one_place_per_game_side_by_side(script, multi_game_run, tmp_path):
+    out = tmp_path / "mg.mp4"
+    summary = script.main(
+        [str(multi_game_run), "--episodes", "2", "--max-steps", "6", "--scale", "1", "--out", str(out)]
+    )
+    episodes = summary["episodes"]
+    assert [e.name.split()[0] for e in episodes] == ["coinrun", "coinrun", "starpilot", "starpilot"]
+    frames, width, height = decode(out)
+    assert (width, height) == (2 * 64 + 2, 64 + 2 * LINE_HEIGHT + PANEL)  # two places, one row
+    # Each place plays its game's two episodes one after another.
+    assert frames == summary["frames"] == max(sum(e.length for e in episodes[:2]), sum(e.length for e in episodes[2:]))
+    grid = next(episode_frames(game_tiles(episodes, 2), scale=1, cells=2))
+    np.testing.assert_array_equal(grid[:64, :64], episodes[0].obs[0])  # coinrun on the left
+    np.testing.assert_array_equal(grid[:64, 66:130], episodes[2].obs[0])  # starpilot on the right
+
+
+def test_record_episodes_of_a_multi_game_config_plays_each_game():
+    config = EnvConfig(games=["coinrun", "starpilot"], num_envs=2)
+    episodes = record_episodes(RandomAgent(0), config, levels=[5], episodes=1, max_steps=3)
+    assert [e.name for e in episodes] == ["coinrun", "starpilot"]
+    for episode in episodes:  # each starts on its own game's level 5
+        env = ProcgenVecEnv(one_level_config(EnvConfig(game=episode.name), 5), "train", num_envs=1)
+        try:
+            np.testing.assert_array_equal(env.reset()[0], episode.obs[0])
+        finally:
+            env.close()
+
+
+def test_eval_video_of_a_multi_game_trainer_shows_each_game(tmp_path):
+    config = EnvConfig(games=["coinrun", "starpilot"], num_envs=2, num_levels=10, test_num_levels=5)
+    path = record_eval_video(RandomAgent(0), config, tmp_path, step=0, episodes=1, scale=1, max_steps=6)
+    assert decode(path) == (6, 2 * 64 + 2, 64 + 2 * LINE_HEIGHT + PANEL)
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["--grid", "2"], ["--grid", "one place per game (coinrun, starpilot)", "--game GAME"]),
+        (["--game", "fruitbot"], ["--game", "fruitbot", "plays coinrun, starpilot"]),
+        (["--reward-model", "x"], ["--reward-model", "plays coinrun, starpilot", "--game GAME"]),
+    ],
+    ids=["grid", "game", "reward-model"],
+)
+def test_bad_input_for_a_multi_game_agent_is_one_line(script, multi_game_run, tmp_path, capsys, argv, needles):
+    with pytest.raises(SystemExit) as info:
+        script.main([str(multi_game_run), *argv, "--out", str(tmp_path / "v.mp4")])
+    assert info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, *needles)
+    assert not list(tmp_path.iterdir())
+
+
+def test_game_records_one_game_of_a_multi_game_agent(script, multi_game_run, tmp_path):
+    out = tmp_path / "s.mp4"
+    summary = script.main(
+        [str(multi_game_run), "--game", "starpilot", "--levels", "5", "--max-steps", "4"]
+        + ["--scale", "1", "--out", str(out)]
+    )
+    (episode,) = summary["episodes"]
+    assert decode(out)[1] == 64  # one place
+    env = ProcgenVecEnv(one_level_config(EnvConfig(game="starpilot"), 5), "train", num_envs=1)
+    try:
+        np.testing.assert_array_equal(env.reset()[0], episode.obs[0])
+    finally:
+        env.close()

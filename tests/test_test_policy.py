@@ -132,3 +132,94 @@ def test_an_evaluation_plays_the_same_episodes_whatever_ran_before(tiny_run, tmp
     second, _ = evaluate_checkpoint(tiny_run, "test", 4, seed=3, num_envs=2, out=tmp_path / "b.json")
     assert (first["mean_return"], first["level_seeds"]) == (second["mean_return"], second["level_seeds"])
     assert json.loads((tmp_path / "a.json").read_text())["mean_length"] == second["mean_length"]
+
+
+# A multi-game agent: a tiny run on coinrun and starpilot with two held-out splits, test = levels [20, 70) (right after
+# the training levels [0, 20)) and test@300 = [300, 350).
+MULTI_SPLITS = {"test": 20, "test@300": 300}
+
+
+@pytest.fixture(scope="module")
+def multi_game_run(tmp_path_factory):
+    from tests.conftest import train_tiny
+
+    run_dir = tmp_path_factory.mktemp("multi") / "run"
+    return train_tiny(
+        run_dir, "env.games=[coinrun,starpilot]", f"env.test_num_levels={TEST_NUM}", "env.test_splits=[300]"
+    )
+
+
+def test_a_multi_game_agent_is_evaluated_per_game_on_every_held_out_split(script, multi_game_run, tmp_path, capsys):
+    from procgen_common.env import normalized_score
+
+    argv = [str(multi_game_run), "--split", "held-out", "--episodes", "2", "--num-envs", "2"]
+    summaries = script.main([*argv, "--out", str(tmp_path / "mg.json")])
+    assert [s["split"] for s in summaries] == list(MULTI_SPLITS)
+    for split, start in MULTI_SPLITS.items():
+        data = json.loads((tmp_path / f"mg-{split}.json").read_text())
+        assert data["split"] == split and data["held_out"] is True and data["game"] == "coinrun+starpilot"
+        assert data["level_range"] == {"start_level": start, "num_levels": TEST_NUM}
+        assert data["episodes"] == 4 and set(data["per_game"]) == {"coinrun", "starpilot"}
+        for game, row in data["per_game"].items():
+            low, high = row["ci95_return"]
+            assert row["episodes"] == 2 and low <= row["mean_return"] <= high
+            assert row["normalized_score"] == pytest.approx(normalized_score(row["mean_return"], game, "easy"))
+        scores = [row["normalized_score"] for row in data["per_game"].values()]
+        assert data["normalized_score"] == pytest.approx(sum(scores) / 2)
+        low, high = data["ci95_normalized_score"]
+        assert low <= data["normalized_score"] <= high
+        assert len(data["level_seeds"]) == 4 and all(start <= s < start + TEST_NUM for s in data["level_seeds"])
+        with (tmp_path / f"mg-{split}.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert sorted(r["game"] for r in rows) == ["coinrun", "coinrun", "starpilot", "starpilot"]
+        assert [int(r["level_seed"]) for r in rows] == data["level_seeds"]
+    lines = capsys.readouterr().out.splitlines()
+    # One table per split: a row per game and the mean normalised score.
+    for start in ("  coinrun ", "  starpilot ", "  mean normalised score "):
+        assert sum(line.startswith(start) for line in lines) == 2, start
+    assert sum("2 episodes of each game" in line for line in lines) == 2
+
+
+def test_games_restricts_a_multi_game_agent_to_some_of_its_games(script, multi_game_run, capsys):
+    summary = script.main([str(multi_game_run), "--split", "test@300", "--games", "starpilot", "--episodes", "2"])
+    assert summary["game"] == "starpilot" and "per_game" not in summary and summary["episodes"] == 2
+    assert all(300 <= s < 300 + TEST_NUM for s in summary["level_seeds"])
+    out = multi_game_run / "eval" / "latest-test@300-starpilot.json"  # beside, not over, the all-games evaluation
+    assert json.loads(out.read_text())["mean_return"] == summary["mean_return"]
+    assert "  return      " in capsys.readouterr().out  # one game: the single-game printout
+
+
+@pytest.mark.parametrize(
+    "case, argv, needles",
+    [
+        ("multi", ["--split", "test@301"], ["'test@301'", "choose one of train, test, test@300, all, held-out"]),
+        ("multi", ["--split", "validation"], ["'validation'", "choose one of train, test, test@300, all, held-out"]),
+        ("single", ["--split", "test@300"], ["'test@300'", "choose one of train, test, all, held-out"]),
+        ("multi", ["--games", "starpilot", "fruitbot"], ["--games", "fruitbot", "its games are coinrun, starpilot"]),
+        ("single", ["--games", "coinrun"], ["--games", "coinrun", "its games are starpilot"]),
+    ],
+    ids=["unknown-held-out-split", "unknown-split", "single-game-no-test-splits", "game-not-learned", "single-game"],
+)
+def test_a_split_or_game_the_agent_lacks_is_one_line(
+    script, tiny_run, multi_game_run, tmp_path, capsys, case, argv, needles
+):
+    run = multi_game_run if case == "multi" else tiny_run
+    with pytest.raises(SystemExit) as info:
+        script.main([str(run), *argv, "--episodes", "1", "--out", str(tmp_path / "o.json")])
+    assert info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, *needles)
+    assert not list(tmp_path.iterdir())
+
+
+def test_help_documents_every_option(script, capsys):
+    import re
+
+    with pytest.raises(SystemExit) as info:
+        script.parse_args(["--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    source = SCRIPT.read_text().split("def parse_args")[1].split("args = parser.parse_args")[0]
+    for option in set(re.findall(r'"(--[a-z-]+)"', source)):
+        assert option in text, option
+    for split in ("train", "test@SEED", "held-out", "all"):
+        assert split in text, split

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from baseline_agent import zoo
-from procgen_common.agents import load_agent
+from procgen_common.agents import env_config_of, load_agent
 from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import Checked, bounded, load_config, read_yaml, save_config, to_dict
@@ -49,7 +49,8 @@ class Config(Checked):
     .pt/.zip files, or a zoo series (zoo:starpilot) or zoo checkpoint (zoo:starpilot/step_003000000); a list mixes
     them. Each checkpoint is one rung of the skill ladder."""
     game: str | None = None
-    """Procgen game; null = the checkpoints' own (required for SB3 .zip models, which do not record it)."""
+    """Procgen game; null = the checkpoints' own (required for SB3 .zip models, which do not record it, and for
+    multi-game checkpoints: it picks the one of their games the demos play)."""
     distribution_mode: Literal["easy", "hard", "extreme", "memory", "exploration"] | None = None
     """Procgen mode; null = the checkpoints' own ('easy' for SB3 .zip models)."""
     train_levels: list[int] | None = None
@@ -165,14 +166,31 @@ def checkpoint_files(entries: list[str]) -> list[Path]:
     return files
 
 
+def demos_env(env_config: EnvConfig, path: Path, game: str | None) -> EnvConfig:
+    """The one-game env config the demos of a checkpoint trained with ``env_config`` play: its own, or for a
+    multi-game checkpoint that of its game ``game`` (``EnvConfig.for_game``: the same level splits); a multi-game
+    checkpoint without ``game``, or with another game, is a UserError naming its games."""
+    games = env_config.game_list
+    if len(games) == 1:
+        return env_config.for_game(games[0])
+    if game not in games:
+        asked = "no game= is set" if game is None else f"game={game} is not one of them"
+        raise UserError(
+            f"game: {path} is a multi-game agent ({', '.join(games)}) and {asked}; set game= to the one its demos play"
+        )
+    return env_config.for_game(game)
+
+
 def load_demonstrator(path: Path, config: Config, device: torch.device):
-    """``(agent, step, agent kind, env config)`` of one checkpoint, its game checked against the config."""
+    """``(agent, step, agent kind, env config)`` of one checkpoint, its game checked against the config (the env
+    config is that of the demos' game: ``demos_env``)."""
     if path.suffix == ".zip":
         if config.game is None:
             raise UserError(f"game: {path} is an SB3 model, which does not record its game; set game=...")
         agent, step = load_sb3_agent(path, device)
         return agent, step, "sb3", EnvConfig(game=config.game, distribution_mode=config.distribution_mode or "easy")
     agent, checkpoint, env_config = load_agent(path, device)
+    env_config = demos_env(env_config, path, config.game)
     for key in ("game", "distribution_mode"):
         wanted = getattr(config, key)
         if wanted is not None and wanted != getattr(env_config, key):
@@ -303,24 +321,25 @@ def generate(config: Config) -> Path:
     files = checkpoint_files(config.checkpoint_entries)
     # The first checkpoint fixes the game, mode and level splits; the others are checked against it.
     _, _, _, env_config = load_demonstrator(files[0], config, device)
-    check_one_game(files, env_config)
+    check_one_game(files, env_config, config.game)
     levels = choose_levels(config, env_config)
     out = prepare_out_dir(config, files, env_config)
     with FolderLock(out, "out_dir"):
         return play_missing_demos(config, files, env_config, levels, out, device)
 
 
-def check_one_game(files: list[Path], env_config: EnvConfig) -> None:
+def check_one_game(files: list[Path], env_config: EnvConfig, game: str | None = None) -> None:
     """Refuse, before any demo is played, a demonstrator set whose suite checkpoints play another game or mode
-    than the first one (SB3 models record no game: they play ``game=``)."""
+    than the first one (SB3 models record no game: they play ``game=``; a multi-game checkpoint plays its game
+    ``game``, see ``demos_env``)."""
     for path in files[1:]:
         if path.suffix == ".zip":
             continue
-        env = load_checkpoint(path).get("config", {}).get("env", {})
-        game, mode = env.get("game"), env.get("distribution_mode")
-        if (game, mode) != (env_config.game, env_config.distribution_mode):
+        env = demos_env(env_config_of(load_checkpoint(path), path), path, game)
+        game_played, mode = env.game, env.distribution_mode
+        if (game_played, mode) != (env_config.game, env_config.distribution_mode):
             raise UserError(
-                f"checkpoints: {path} plays {game} ({mode}) but {files[0]} plays {env_config.game} "
+                f"checkpoints: {path} plays {game_played} ({mode}) but {files[0]} plays {env_config.game} "
                 f"({env_config.distribution_mode}); one game per demo folder"
             )
 

@@ -358,3 +358,62 @@ def test_checkpoints_of_two_games_are_refused_before_any_demo(tmp_path, demonstr
     with pytest.raises(UserError, match=r"checkpoints: .*step_000000128.pt plays fruitbot \(easy\) but .* starpilot"):
         generate(_config(f"checkpoints={tmp_path / 'ckpts'}", f"out_dir={tmp_path}/d"))
     assert not (tmp_path / "d").exists()
+
+
+@pytest.fixture(scope="module")
+def multi_game_run(tmp_path_factory):
+    """A tiny run of one agent on coinrun and starpilot (training levels [0, 20), as the demonstrator run's)."""
+    from tests.conftest import train_tiny
+
+    run_dir = tmp_path_factory.mktemp("multi") / "run"
+    return train_tiny(run_dir, "env.games=[coinrun,starpilot]", "ppo.num_steps=16", "train.total_steps=128")
+
+
+def test_a_multi_game_checkpoint_demonstrates_the_game_set_by_game(multi_game_run, demonstrator_run, tmp_path):
+    multi = multi_game_run / "checkpoints" / "latest.pt"
+    single = demonstrator_run / "checkpoints" / "step_000000128.pt"  # a starpilot-only checkpoint beside it
+    levels = ("train_levels=[3]", "test_levels=[150]", "max_length=30", "num_envs=2")
+    out = generate(_config(f"checkpoints=[{multi},{single}]", "game=starpilot", *levels, f"out_dir={tmp_path / 'd'}"))
+    infos = read_index(out)
+    assert {(i.checkpoint, i.split, i.level_seed) for i in infos} == {
+        (name, split, seed) for name in ("latest", "step_000000128") for split, seed in (("train", 3), ("test", 150))
+    }
+    assert {(i.game, i.distribution_mode) for i in infos} == {("starpilot", "easy")}
+    demo_set = DemoSet.open(out)
+    for info in infos:  # each replays frame for frame on its starpilot level
+        demo = demo_set.load(info)
+        frames, rewards, _ = _replay(info, demo)
+        np.testing.assert_array_equal(demo.obs, frames)
+        np.testing.assert_array_equal(demo.rewards, rewards)
+    # Its other game too (the run's env.game is starpilot: game= picks among env.games, not env.game).
+    out = generate(_config(f"checkpoints={multi}", "game=coinrun", *levels, f"out_dir={tmp_path / 'c'}"))
+    infos = read_index(out)
+    assert len(infos) == 2 and {i.game for i in infos} == {"coinrun"}
+    demo_set = DemoSet.open(out)
+    for info in infos:
+        demo = demo_set.load(info)
+        np.testing.assert_array_equal(demo.obs, _replay(info, demo)[0])
+
+
+@pytest.mark.parametrize(
+    "order, game, needle",
+    [
+        ("multi first", None, "no game= is set"),
+        ("multi second", None, "no game= is set"),  # found by check_one_game, before any demo
+        ("multi first", "fruitbot", "game=fruitbot is not one of them"),
+    ],
+)
+def test_a_multi_game_checkpoint_without_one_of_its_games_is_one_line(
+    multi_game_run, demonstrator_run, tmp_path, capsys, order, game, needle
+):
+    from tests.conftest import assert_one_line_error
+
+    multi = multi_game_run / "checkpoints" / "latest.pt"
+    single = demonstrator_run / "checkpoints" / "step_000000128.pt"
+    files = [multi, single] if order == "multi first" else [single, multi]
+    argv = [f"checkpoints=[{files[0]},{files[1]}]", "torch_threads=1", "device=cpu", f"out_dir={tmp_path / 'd'}"]
+    with pytest.raises(SystemExit) as info:
+        trex.generate_demos.main(argv + ([f"game={game}"] if game else []))
+    assert info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, f"game: {multi} is a multi-game agent (coinrun, starpilot)", needle)
+    assert not (tmp_path / "d").exists()
