@@ -13,6 +13,11 @@ held-out levels (``<run>/eval/latest-test.json``). Beside them, a uniform random
 (a ``trex.generate_demos`` folder), the best demonstrator: the checkpoint whose training-level demos have the
 highest mean return, played on the same held-out episodes. Writes ``<out>/summary.json`` and
 ``<out>/summary.md``.
+
+The same methods as pipeline cells on Ray: ``python -m experiments.sweep -c configs/sweep-agent-learning.yaml`` (one
+cell per method, each training its own demonstrator and reward model and the method's agent on the learned and on
+the true reward; its returns.png draws every policy's held-out return). This script stays for what a pipeline cell
+cannot be: any ``policies.train`` preset, on the game's reward alone or on a reward model trained elsewhere.
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ rerunning the command continues. Then ``<out>/summary.json`` and ``<out>/summary
 and number of demos, the mean and std over seeds of held-out Spearman and Pearson correlation with the
 true return and pair accuracy, for the learned reward and both baselines, and whether the learned reward
 beats episode length (on mean Spearman; also counted seed by seed).
+
+The same grid as pipeline cells on Ray: ``python -m experiments.sweep -c configs/sweep-trex-quality.yaml`` (the
+zoo's series as demonstrators, each cell playing its own demos and going on to train and evaluate an agent; its
+spearman_vs_demos.png draws the result per game). This script stays for its own protocol: one demo set per game shared
+by every reward model, reward models only, Pearson beside Spearman; the pipeline cannot yet stop after its reward
+stage, which is what a reward-only sweep cell needs.
 """
 
 from __future__ import annotations

@@ -3,24 +3,28 @@
     python -m experiments.sweep -c configs/sweep-quickstart.yaml [key=value ...] [--address ADDR] [--aggregate-only]
 
 A sweep config names a base experiment config (``experiments.pipeline``'s) with overrides, a grid (dotted key ->
-list of values) and seeds. Every cell, one combination of grid values and one seed, is one pipeline run in its own
-folder named by its values, ``<out>/<key>=<value>,.../seed<S>``. The cells run as Ray tasks (Moritz et al. 2018,
+list of values), explicit cells where a product does not fit (each a mapping of dotted key -> value, crossed with
+the grid) and seeds. Every cell, one combination of values and one seed, is one pipeline run in its own folder
+named by its values, ``<out>/<key>=<value>,.../seed<S>``. The cells run as Ray tasks (Moritz et al. 2018,
 "Ray: a distributed framework for emerging AI applications"), each declaring its CPUs (and GPU fraction): on a
 local Ray instance using this machine's cores, or on a running Ray cluster given its address (``--address`` or
 ``ray.address``); every node then reads and writes the cell folders, so a cluster needs a filesystem shared at the
 same path.
 
-Before any cell starts, every cell's pipeline config is built and checked (a bad grid key or value stops the sweep
-with one line naming it) and every cell folder planned: a cell whose pipeline finished with these settings is
-skipped, an unfinished one resumes (the pipeline resumes its stages), and one whose folder holds results made with
-other settings stops the sweep. A cell that fails is reported with its one-line error while the others go on; the
-exit status is 1 when any cell failed. Each cell's output goes to ``<cell>/sweep.log``.
+Before any cell starts, every cell's pipeline config is built and checked (a bad grid or cell key or value stops the
+sweep with one line naming the cell and the key) and every cell folder planned: a cell whose pipeline finished with
+these settings is skipped, an unfinished one resumes (the pipeline resumes its stages), and one whose folder holds
+results made with other settings stops the sweep. A cell that fails is reported with its one-line error while the
+others go on; the exit status is 1 when any cell failed. Each cell's output goes to ``<cell>/sweep.log``.
 
 At the end, and alone with ``--aggregate-only``, ``<out>/summary.csv`` and ``<out>/summary.md`` give per cell (grid
 values) over its seeds the mean and interquartile mean of the reward model's rank correlations and pair accuracies
 (learned return, episode length and untrained net; held-out and in distribution) and of every policy's held-out
 return and normalised score, with 95% percentile bootstrap CIs (rliable's method: Agarwal et al. 2021, "Deep
-reinforcement learning at the edge of the statistical precipice"), and ``<out>/summary.png``.
+reinforcement learning at the edge of the statistical precipice"). Beside them, linked from summary.md, the figures
+(``procgen_common.figures``): ``spearman_vs_demos.png``, the held-out Spearman of the learned return and of its two
+baselines against the number of demos per game when the cells vary it (``spearman.png``, per cell, otherwise), and
+``returns.png``, every policy's held-out return per cell.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import numpy as np
 
 from experiments.pipeline import Config as ExperimentConfig
 from experiments.pipeline import check_devices, check_is_experiment, plan, read_record, run_pipeline, stages
+from procgen_common import figures
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import USER_ERRORS, OneLineParser, UserError, main_guard
 from procgen_common.config import (
@@ -73,6 +78,14 @@ SWEEP_KEYS = {"seed": "from seeds", "dir": "<out>/<cell>/seed<S>"}
 THREAD_KEYS = ("demonstrator.train", "demos", "reward.train", "agent.train")
 
 
+def check_key(key: str) -> None:
+    """A grid or cell key must be a dotted config key the sweep does not set itself (ValueError naming it)."""
+    if not key.strip() or any(not part for part in key.split(".")):
+        raise ValueError(f"key: {key!r} is not a dotted config key; write e.g. env.game")
+    if key in SWEEP_KEYS:
+        raise ValueError(f"{key}: set by the sweep ({SWEEP_KEYS[key]}); leave it out of the grid and the cells")
+
+
 @dataclass(frozen=True)
 class Axis(Checked):
     """One axis of the grid: a dotted key of the experiment config and the values it takes."""
@@ -83,14 +96,24 @@ class Axis(Checked):
     """The values the key takes, one cell (per seed) each."""
 
     def validate(self) -> None:
-        if not self.key.strip() or any(not part for part in self.key.split(".")):
-            raise ValueError(f"key: {self.key!r} is not a dotted config key; write e.g. env.game")
-        if self.key in SWEEP_KEYS:
-            raise ValueError(f"{self.key}: set by the sweep ({SWEEP_KEYS[self.key]}); leave it out of the grid")
+        check_key(self.key)
         if not self.values:
             raise ValueError(f"{self.key}: no values; give a list of at least one")
         if len({json.dumps(v) for v in self.values}) < len(self.values):
             raise ValueError(f"{self.key}: a value is given twice in {self.values!r}")
+
+
+@dataclass(frozen=True)
+class Setting(Checked):
+    """One value of an explicit cell: a dotted key of the experiment config and the value the cell gives it."""
+
+    key: str = ""
+    """A dotted key of the experiment config, e.g. zoo."""
+    value: GridValue = None
+    """The value the cell gives the key."""
+
+    def validate(self) -> None:
+        check_key(self.key)
 
 
 @dataclass(frozen=True)
@@ -121,10 +144,16 @@ class Config(Checked):
     """The grid: a mapping of dotted keys (or nested sections) to lists of values, e.g. {env.game: [starpilot,
     fruitbot], demos.num_train_levels: [5, 10]}; on the command line grid.env.game=[starpilot,fruitbot]. Every
     combination is a cell."""
+    cells: list[list[Setting]] = field(default_factory=list)
+    """Explicit cells, where a product of values does not fit: a list of mappings of dotted keys (or nested
+    sections) to one value each, e.g. [{env.game: starpilot, zoo: "zoo:starpilot"}, {env.game: fruitbot, zoo:
+    "zoo:fruitbot"}]. Each explicit cell is crossed with every combination of the grid and every seed (cells x grid
+    x seeds; no grid: the cells alone); a key is set in the cells or in the grid, not both, and cells may set
+    different keys. Empty = the grid alone."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds of every cell (the pipeline's seed)."""
     out: str = "experiments/sweep"
-    """Sweep folder: one subfolder per cell, summary.csv, summary.md and summary.png."""
+    """Sweep folder: one subfolder per cell, summary.csv, summary.md and its figures (PNG)."""
     ray: RayConfig = field(default_factory=RayConfig)
     """Where the cells run (Ray)."""
 
@@ -147,7 +176,7 @@ class Config(Checked):
                 axes.append(Axis(key=key, values=values))
             except ConfigError as err:
                 raise ConfigError(f"grid.{err} ({where})") from None
-        return {**data, "grid": axes}
+        return {**data, "grid": axes, "cells": read_cells(data.get("cells") or [], where)}
 
     def validate(self) -> None:
         if not self.seeds:
@@ -157,6 +186,10 @@ class Config(Checked):
         keys = [a.key for a in self.grid]
         if len(set(keys)) < len(keys):
             raise ValueError(f"grid: a key is given twice in {keys}")
+        for number, cell in enumerate(self.cells):
+            both = [s.key for s in cell if s.key in keys]
+            if both:
+                raise ValueError(f"cells[{number}]: {both[0]} is also a grid key; set it in the cells or in the grid")
         if not self.out.strip():
             raise ValueError("out: empty; name the sweep folder (e.g. out=experiments/my-sweep)")
         for text in self.overrides:
@@ -164,6 +197,26 @@ class Config(Checked):
             key = ".".join(keys_)
             if key in SWEEP_KEYS:
                 raise ValueError(f"overrides: {key} is set by the sweep ({SWEEP_KEYS[key]}); leave it out")
+
+
+def read_cells(cells: Any, where: str) -> list[list[Setting]]:
+    """The explicit cells, a list of mappings of dotted keys or nested sections to values (or the saved form, a list
+    of lists of {key, value}), as lists of ``Setting``; a problem is one line naming the cell and the key."""
+    if not isinstance(cells, list):
+        raise ConfigError(f"cells: expected a list of mappings of keys to values, got {cells!r} ({where})")
+    out = []
+    for number, cell in enumerate(cells):
+        if isinstance(cell, list) and all(isinstance(s, dict) and set(s) == {"key", "value"} for s in cell):
+            items = [(s["key"], s["value"]) for s in cell]
+        elif isinstance(cell, dict):
+            items = flatten_grid(cell)
+        else:
+            raise ConfigError(f"cells[{number}]: expected a mapping of keys to values, got {cell!r} ({where})")
+        try:
+            out.append([Setting(key=key, value=value) for key, value in items])
+        except ConfigError as err:
+            raise ConfigError(f"cells[{number}].{err} ({where})") from None
+    return out
 
 
 def flatten_grid(grid: dict, prefix: str = "") -> list[tuple[str, Any]]:
@@ -185,11 +238,13 @@ def flatten_grid(grid: dict, prefix: str = "") -> list[tuple[str, Any]]:
 
 @dataclass(frozen=True)
 class Cell:
-    """One experiment of the sweep: grid values (``(key, value)`` in grid order) and a seed."""
+    """One experiment of the sweep: its values (``(key, value)``: the explicit cell's, then the grid's in grid
+    order) and a seed; ``origin`` names the explicit cell it comes from (``cells[1]``), if any."""
 
     values: tuple[tuple[str, Any], ...]
     seed: int
     out: str
+    origin: str = ""
 
     @property
     def name(self) -> str:
@@ -204,6 +259,11 @@ class Cell:
     def label(self) -> str:
         return f"{self.name}/seed{self.seed}"
 
+    @property
+    def where(self) -> str:
+        """The cell in an error message: its label and the explicit cell it comes from."""
+        return self.label + (f" ({self.origin})" if self.origin else "")
+
 
 def value_text(value: Any) -> str:
     """A grid value as it appears in a folder name: YAML-like, a path's ``/`` as ``_``."""
@@ -215,17 +275,24 @@ def value_text(value: Any) -> str:
 
 
 def grid_cells(config: Config) -> list[Cell]:
-    """Every cell: the product of the grid's values (first axis slowest), then the seeds."""
-    combos = itertools.product(*([(a.key, v) for v in a.values] for a in config.grid))
-    cells = [Cell(tuple(combo), seed, config.out) for combo in combos for seed in config.seeds]
+    """Every cell: each explicit cell (none: one empty cell) x the product of the grid's values (first axis
+    slowest) x the seeds."""
+    combos = list(itertools.product(*([(a.key, v) for v in a.values] for a in config.grid)))
+    explicit = [(f"cells[{i}]", tuple((s.key, s.value) for s in cell)) for i, cell in enumerate(config.cells)]
+    cells = [
+        Cell(fixed + combo, seed, config.out, origin)
+        for origin, fixed in explicit or [("", ())]
+        for combo in combos
+        for seed in config.seeds
+    ]
     names: dict[Path, Cell] = {}
     for cell in cells:
         if len(cell.name.encode()) > 240:
             raise ConfigError(
-                f"grid: the folder name of cell {cell.name[:60]}... is too long; use fewer or shorter values"
+                f"cells: the folder name of cell {cell.name[:60]}... is too long; use fewer or shorter values"
             )
         if cell.folder in names:
-            raise ConfigError(f"grid: cells {names[cell.folder].name} and {cell.name} would share one folder")
+            raise ConfigError(f"cells: {names[cell.folder].where} and {cell.where} would share one folder")
         names[cell.folder] = cell
     return cells
 
@@ -243,16 +310,18 @@ def cell_config(config: Config, cell: Cell, base: dict) -> ExperimentConfig:
     """The cell's checked pipeline config: the base with the cell's values, seed and folder (a ConfigError names
     the cell and the key)."""
     data = copy.deepcopy(base)
+    grid_keys = {a.key for a in config.grid}
     for key, value in cell.values:
         *parents, last = key.split(".")
-        node_at(data, parents, f"grid.{key} (cell {cell.name})")[last] = copy.deepcopy(value)
+        source = "grid" if key in grid_keys else (cell.origin or "cells")
+        node_at(data, parents, f"{source}.{key} (cell {cell.where})")[last] = copy.deepcopy(value)
     threads = max(1, int(config.ray.cpus_per_cell))
     for section in THREAD_KEYS:
         node = node_at(data, section.split("."), section)
         if not node.get("torch_threads"):
             node["torch_threads"] = threads
     data["seed"], data["dir"] = cell.seed, str(cell.folder)
-    where = f"in {config.experiment} with the sweep's overrides and grid, cell {cell.label}"
+    where = f"in {config.experiment} with the sweep's overrides, cells and grid, cell {cell.where}"
     return from_dict(ExperimentConfig, data, where)
 
 
@@ -277,7 +346,7 @@ def plan_cells(config: Config) -> list[Planned]:
             check_is_experiment(Path(experiment.dir))
             finished = cell_finished(experiment)
         except USER_ERRORS as err:
-            raise UserError(f"cell {cell.label}: {err}") from None
+            raise UserError(f"cell {cell.where}: {err}") from None
         planned.append(Planned(cell, experiment, finished))
     return planned
 
@@ -559,14 +628,20 @@ def overrides_text(overrides: list[str]) -> str:
     return " with " + " ".join(f"`{o}`" for o in overrides)
 
 
-def summary_markdown(config: Config, rows: list[dict]) -> str:
+def cells_text(config: Config) -> str:
+    if not config.cells:
+        return ""
+    return f"{len(config.cells)} explicit cell{'s' if len(config.cells) > 1 else ''} (`cells`) x "
+
+
+def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, str] | None = None) -> str:
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     by = {(r["cell"], r["metric"]): r for r in rows}
     seeds = ", ".join(map(str, config.seeds))
     lines = [
         f"# Sweep: {len(cells)} cells x seeds {seeds}",
         "",
-        f"Base experiment `{config.experiment}`{overrides_text(config.overrides)}; "
+        f"Base experiment `{config.experiment}`{overrides_text(config.overrides)}; {cells_text(config)}"
         f"grid {', '.join(f'{a.key} in {a.values}' for a in config.grid) or 'none'}. Per cell over its seeds: mean "
         "[95% percentile bootstrap CI over seeds] (rliable's method; Agarwal et al. 2021); `runs` counts the seeds "
         "with a result. One seed gives no interval: a claim rests on several.",
@@ -586,16 +661,24 @@ def summary_markdown(config: Config, rows: list[dict]) -> str:
             row = by[(cell, metric)]
             lines.append(f"| {cell} | {row['runs']} | {_ci(row, 'mean')} | {_ci(row, 'iqm')} |")
         lines.append("")
-    if (Path(config.out) / "summary.png").is_file():
-        lines += ["## Figure", "", "![summary](summary.png)", ""]
+    if figure_files:
+        lines += ["## Figures", ""]
+        for name, caption in figure_files.items():
+            lines += [f"{caption}:", "", f"![{Path(name).stem}]({name})", ""]
     return "\n".join(lines)
 
 
+def value_keys(config: Config) -> list[str]:
+    """The keys the cells set, in order: the explicit cells' (as first given), then the grid's."""
+    keys = [s.key for cell in config.cells for s in cell] + [a.key for a in config.grid]
+    return list(dict.fromkeys(keys))
+
+
 def write_summary(config: Config) -> Path:
-    """``summary.csv``, ``summary.png`` and ``summary.md`` in the sweep folder, from the cell folders."""
+    """``summary.csv``, the figures and ``summary.md`` in the sweep folder, from the cell folders."""
     out = Path(config.out)
     rows = summarize(config)
-    columns = ["cell", *(a.key for a in config.grid), "metric", "runs"]
+    columns = ["cell", *value_keys(config), "metric", "runs"]
     columns += ["mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high"]
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, lineterminator="\n")
@@ -604,41 +687,158 @@ def write_summary(config: Config) -> Path:
         writer.writerow({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "summary.csv", text.getvalue())
-    plot_summary(config, rows, out / "summary.png")
-    atomic_write_text(out / "summary.md", summary_markdown(config, rows))
+    figure_files = write_figures(config, rows, out)
+    atomic_write_text(out / "summary.md", summary_markdown(config, rows, figure_files))
     return out / "summary.md"
 
 
-def plot_summary(config: Config, rows: list[dict], path: Path) -> None:
-    """Held-out Spearman of the learned reward and its two baselines (left) and every policy's held-out return
-    (right) per cell, means with their 95% CIs over seeds."""
-    import matplotlib
+# What "the number of demos" is in a pipeline config: the figure of Spearman against it uses the first of these keys
+# that takes several numeric values across the cells.
+DEMO_KEYS = {
+    "reward.data.num_demos": "training demos (reward.data.num_demos)",
+    "demos.num_train_levels": "levels of training demos (demos.num_train_levels)",
+    "demos.episodes_per_level": "demos per level and rung (demos.episodes_per_level)",
+}
+PREDICTOR_STYLES = {
+    "learned": ("learned return", "-o", "C0"),
+    "episode_length": ("episode length", "--s", "C1"),
+    "untrained_net": ("untrained net", ":^", "C2"),
+}
+FIGURE_POLICIES = ("random", "best demonstrator", "agent, true reward", "agent, learned reward")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    cells = list(dict.fromkeys(r["cell"] for r in rows))
+@dataclass(frozen=True)
+class CellInfo:
+    """What the figures need of a cell beyond its metrics: its values, its game and every setting's value."""
+
+    name: str
+    values: dict
+    game: str
+    experiment: ExperimentConfig
+
+    def setting(self, dotted: str) -> Any:
+        """The cell's value of a dotted key of its pipeline config."""
+        node: Any = self.experiment
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+
+def cell_infos(config: Config) -> list[CellInfo]:
+    """One entry per cell (the first seed's config: the seeds share the rest)."""
+    base, infos = base_data(config), {}
+    for cell in grid_cells(config):
+        if cell.name not in infos:
+            experiment = cell_config(config, cell, base)
+            infos[cell.name] = CellInfo(cell.name, dict(cell.values), experiment.env.game, experiment)
+    return list(infos.values())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def demo_key(infos: list[CellInfo]) -> str | None:
+    """The first of DEMO_KEYS that takes several numeric values across the cells, if any."""
+    for key in DEMO_KEYS:
+        values = [info.setting(key) for info in infos]
+        if all(_is_number(v) for v in values) and len(set(values)) > 1:
+            return key
+    return None
+
+
+def short_names(infos: list[CellInfo]) -> dict[str, str]:
+    """Each cell as a tick label: the values that differ between cells, one per line, leaving out a key whose values
+    pair one to one with an earlier key's (zoo with env.game); a cell's full name where none differ."""
+    keys = list(dict.fromkeys(k for info in infos for k in info.values))
+    column = {k: [json.dumps(info.values.get(k)) for info in infos] for k in keys}
+
+    def one_to_one(a: list[str], b: list[str]) -> bool:
+        return len(set(zip(a, b, strict=True))) == len(set(a)) == len(set(b))
+
+    kept: list[str] = []
+    for key in keys:
+        if len(set(column[key])) > 1 and not any(one_to_one(column[key], column[k]) for k in kept):
+            kept.append(key)
+    return {
+        info.name: "\n".join(f"{k}={value_text(info.values[k])}" for k in kept if k in info.values) or info.name
+        for info in infos
+    }
+
+
+def _band(by: dict, names: list[str], metric: str) -> tuple[list[float], list[float], list[float]]:
+    rows = [by[(name, metric)] for name in names]
+    return [r["mean"] for r in rows], [r["mean_low"] for r in rows], [r["mean_high"] for r in rows]
+
+
+def spearman_vs_demos(by: dict, infos: list[CellInfo], key: str) -> list[figures.CurvePanel]:
+    """One panel per game (and per combination of other values where a game has several): the held-out Spearman of
+    the learned return and of its two baselines against the number of demos, means with 95% CIs over seeds."""
+    groups: dict[tuple, list[CellInfo]] = {}
+    for info in infos:
+        others = tuple((k, json.dumps(v)) for k, v in info.values.items() if k not in (key, "env.game"))
+        groups.setdefault((info.game, others), []).append(info)
+    several = {game for game, _ in groups if sum(g == game for g, _ in groups) > 1}
+    panels = []
+    for (game, others), members in groups.items():
+        members = sorted(members, key=lambda info: info.setting(key))
+        names, x = [m.name for m in members], [m.setting(key) for m in members]
+        curves = []
+        for predictor, (label, style, color) in PREDICTOR_STYLES.items():
+            value, low, high = _band(by, names, f"reward.held_out.{predictor}.spearman")
+            curves.append(figures.Curve(x, value, label, low, high, color, style))
+        title = game + ("".join(f", {k}={json.loads(v)}" for k, v in others) if game in several else "")
+        panels.append(figures.CurvePanel(title, curves, DEMO_KEYS[key], "held-out Spearman", steps=False))
+    return panels
+
+
+def write_figures(config: Config, rows: list[dict], out: Path) -> dict[str, str]:
+    """The sweep's figures beside summary.md (``procgen_common.figures``), from the summary's rows: held-out
+    Spearman against the number of demos per game with both baselines when the cells vary it (else per cell), and
+    every policy's held-out return per cell; means with 95% CIs over seeds. Returns ``{file: caption}`` of those
+    written (a figure with no value to show is not drawn)."""
     by = {(r["cell"], r["metric"]): r for r in rows}
-    panels = (
-        ("held-out Spearman with the true return", [f"reward.held_out.{p}.spearman" for p in PREDICTORS], PREDICTORS),
-        ("held-out return", [f"return.{s}" for s in POLICIES.values()], list(POLICIES)),
-    )
-    x = np.arange(len(cells))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(cells) * 2), 4.2), squeeze=False)
-    for ax, (title, metrics, labels) in zip(axes[0], panels, strict=True):
-        width = 0.8 / len(metrics)
-        for i, (metric, label) in enumerate(zip(metrics, labels, strict=True)):
-            stats = [by[(c, metric)] for c in cells]
-            means = np.array([s["mean"] for s in stats], dtype=float)
-            err = np.array([[s["mean"] - s["mean_low"], s["mean_high"] - s["mean"]] for s in stats], dtype=float).T
-            ax.bar(x + (i - (len(metrics) - 1) / 2) * width, means, width, yerr=err, capsize=2, label=label)
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks(x, cells, rotation=30, ha="right", fontsize=7)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    infos = cell_infos(config)
+    names = [info.name for info in infos]
+    labels = short_names(infos)
+    written = {}
+
+    def has(metrics: list[str]) -> bool:
+        return any(by[(name, m)]["runs"] for name in names for m in metrics)
+
+    spearman = [f"reward.held_out.{p}.spearman" for p in PREDICTORS]
+    if has(spearman):
+        key = demo_key(infos)
+        if key is not None:
+            figures.curves(out / "spearman_vs_demos.png", spearman_vs_demos(by, infos, key))
+            written["spearman_vs_demos.png"] = (
+                f"Held-out Spearman of the learned return, episode length and the untrained net against {key}, per "
+                "game (mean and 95% CI over seeds)"
+            )
+        else:
+            bars = []
+            for predictor, metric in zip(PREDICTORS, spearman, strict=True):
+                value, low, high = _band(by, names, metric)
+                bars.append(figures.Bars(value, PREDICTOR_STYLES[predictor][0], low, high))
+            panel = figures.BarPanel("held-out Spearman with the true return", [labels[n] for n in names], bars)
+            figures.bars(out / "spearman.png", [panel])
+            written["spearman.png"] = (
+                "Held-out Spearman of the learned return, episode length and the untrained net per cell (mean and 95% "
+                "CI over seeds)"
+            )
+    returns = [f"return.{POLICIES[p]}" for p in FIGURE_POLICIES]
+    if has(returns):
+        bars = []
+        for policy, metric in zip(FIGURE_POLICIES, returns, strict=True):
+            value, low, high = _band(by, names, metric)
+            bars.append(figures.Bars(value, policy, low, high))
+        panel = figures.BarPanel("held-out return per method", [labels[n] for n in names], bars, "true return")
+        figures.bars(out / "returns.png", [panel])
+        written["returns.png"] = (
+            "Held-out true return per method: random policy, best demonstrator, agent on the true reward, agent on the "
+            "learned reward (mean and 95% CI over seeds)"
+        )
+    return written
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -675,8 +875,10 @@ def run_sweep(config: Config, aggregate_only: bool = False) -> int:
 
 
 DESCRIPTION = """Run a grid of T-REX experiments (experiments.pipeline) on Ray: every combination of the grid's values
-and every seed is one experiment in its own folder. Finished cells are skipped and unfinished ones resume; a failing
-cell is reported while the others go on (exit status 1). summary.csv and summary.md aggregate the cells over seeds."""
+(crossed with each explicit cell of `cells`, where a product does not fit) and every seed is one experiment in its own
+folder. Finished cells are skipped and unfinished ones resume; a failing cell is reported while the others go on (exit
+status 1). summary.csv, summary.md and its figures (spearman_vs_demos.png or spearman.png, returns.png) aggregate the
+cells over seeds."""
 
 
 @main_guard
@@ -686,7 +888,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m experiments.sweep",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m experiments.sweep -c configs/sweep-quickstart.yaml seeds=[0,1,2]\n\n"
+        epilog="examples:\n  python -m experiments.sweep -c configs/sweep-quickstart.yaml seeds=[0,1,2]\n"
+        "  python -m experiments.sweep -c configs/sweep-trex-quality.yaml "
+        "'cells=[{env.game: starpilot, zoo: \"zoo:starpilot\"}]'\n\n"
         f"config keys (set in the YAML file or as key=value):\n{keys}",
     )
     parser.add_argument("-c", "--config", metavar="SWEEP", required=True, help="sweep YAML (configs/sweep-*.yaml)")

@@ -1,7 +1,8 @@
 """Every figure of the project, drawn with matplotlib's Agg renderer (no display) to PNG: ``curves`` (lines with
 confidence bands, e.g. learning curves against environment steps written as 250k / 1M), ``twin_curves`` (two lines,
-one y-axis each), ``scatter`` (e.g. predicted against true return) and ``reward_traces`` (learned and true reward
-of every step of an episode). Matplotlib is imported only when a figure is drawn.
+one y-axis each), ``scatter`` (e.g. predicted against true return), ``reward_traces`` (learned and true reward
+of every step of an episode) and ``bars`` (grouped bars with confidence intervals, e.g. held-out return per method and
+sweep cell). Matplotlib is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
@@ -80,6 +81,27 @@ class Trace:
     predicted: np.ndarray
     true: np.ndarray
     title: str
+
+
+@dataclass(frozen=True)
+class Bars:
+    """One series of a grouped bar chart: a bar per group of height ``value`` (float ``(groups,)``; NaN: no bar),
+    with an error bar from ``low`` to ``high`` where given."""
+
+    value: Sequence[float]
+    label: str
+    low: Sequence[float] | None = None
+    high: Sequence[float] | None = None
+
+
+@dataclass(frozen=True)
+class BarPanel:
+    """One panel of ``bars``: a group of bars per entry of ``groups`` (the x tick labels), one bar per series."""
+
+    title: str
+    groups: Sequence[str]
+    bars: Sequence[Bars]
+    ylabel: str = ""
 
 
 def _figure(rows: int, columns: int, width: float, height: float) -> tuple[Figure, list]:
@@ -163,4 +185,36 @@ def reward_traces(path: str | Path, traces: Sequence[Trace], width: float = 8.0,
         twin = ax.twinx()
         twin.vlines(paid, 0, trace.true[paid], color="C3", lw=1.2)
         twin.set_ylabel("true r", color="C3")
+    return _save(fig, path)
+
+
+def bars(path: str | Path, panels: Sequence[BarPanel], height: float = 3.8) -> Figure:
+    """Panels side by side, each a grouped bar chart: one group per entry of ``groups``, one bar per series with
+    its confidence interval as an error bar, and a legend; the panels are as wide as their groups need."""
+
+    def needs(panel: BarPanel) -> float:  # inches: the bars of a group, or its label's longest line at 7 points
+        longest = max((len(line) for g in panel.groups for line in g.splitlines()), default=0)
+        return len(panel.groups) * max(0.3 * len(panel.bars), 0.065 * longest) + 1.5
+
+    width = max(4.5, *(needs(p) for p in panels))
+    fig, axes = _figure(1, len(panels), width, height)
+    for ax, panel in zip(axes, panels, strict=True):
+        x = np.arange(len(panel.groups))
+        step = 0.8 / max(len(panel.bars), 1)
+        for k, series in enumerate(panel.bars):
+            value = np.asarray(series.value, dtype=float)
+            error = None
+            if series.low is not None and series.high is not None:
+                below = value - np.asarray(series.low, dtype=float)
+                above = np.asarray(series.high, dtype=float) - value
+                # a percentile interval need not hold the estimate; no interval (NaN) draws no error bar
+                error = np.nan_to_num(np.clip(np.stack([below, above]), 0, None))
+            offset = (k - (len(panel.bars) - 1) / 2) * step
+            ax.bar(x + offset, value, step, yerr=error, capsize=2, label=series.label)
+        _label(ax, panel.title, "", panel.ylabel)
+        tilt = len(panel.groups) > 8  # else level: a label may hold several lines
+        ax.set_xticks(x, list(panel.groups), rotation=30 if tilt else 0, ha="right" if tilt else "center", fontsize=7)
+        ax.axhline(0, color="grey", lw=0.5)
+        if panel.bars:
+            ax.legend(fontsize=7)
     return _save(fig, path)

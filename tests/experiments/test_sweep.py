@@ -1,5 +1,5 @@
-"""Sweeps on Ray: a 2 x 2 grid of tiny pipelines, skipping finished cells, the summary, one-line refusals and the
-cluster path (a Ray head on loopback)."""
+"""Sweeps on Ray: a 2 x 2 grid of tiny pipelines, skipping finished cells, the summary and its figures, explicit
+cells, one-line refusals, the suite's sweep configs and the cluster path (a Ray head on loopback)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.sweep import Config, Planned, cell_metrics, grid_cells, plan_cells, summarize, write_summary
-from procgen_common.config import ConfigError, load_config
+from experiments.sweep import (
+    Config,
+    Planned,
+    cell_infos,
+    cell_metrics,
+    grid_cells,
+    plan_cells,
+    spearman_vs_demos,
+    summarize,
+    write_summary,
+)
+from procgen_common.config import ConfigError, load_config, save_config
 from tests.conftest import REPO, assert_one_line_error, run_cli, terminal_lines
 from tests.experiments.test_pipeline import tiny_pipeline
 
@@ -78,7 +88,8 @@ def test_a_2x2_grid_runs_four_cells_each_with_its_values(sweep):
         assert float(row["mean"]) == pytest.approx(value) and float(row["iqm_high"]) == pytest.approx(value)
     assert float(rows[0]["demos.max_length"]) == 100
     assert "| demos.max_length=100,reward.train.learning_rate=0.001 | 1 |" in (out / "summary.md").read_text()
-    assert (out / "summary.png").is_file()
+    assert (out / "spearman.png").is_file() and (out / "returns.png").is_file()  # no demo count varies: per cell
+    assert "](spearman.png)" in (out / "summary.md").read_text()
 
 
 def test_a_rerun_runs_no_cell_and_gives_the_same_summary(sweep):
@@ -137,6 +148,121 @@ def test_the_grid_reads_dotted_and_nested_keys_and_the_command_line_wins(tmp_pat
     assert not (tmp_path / "out").exists()  # planning writes nothing
     with pytest.raises(ConfigError, match="grid.seed: set by the sweep"):
         load_config(Config, path, ["grid.seed=[1,2]"])
+
+
+CELLS = [{"env.game": "starpilot", "demos": {"max_length": 100}}, {"env.game": "fruitbot"}]  # dotted and nested
+
+
+def test_explicit_cells_cross_the_grid_and_the_seeds_each_with_its_values(tmp_path):
+    """Two explicit cells (setting different keys) x a 2-value grid x 2 seeds: 8 cells, each folder named by its
+    cell's values then the grid's, each pipeline config holding them; the saved sweep config loads back the same."""
+    grid = {"reward.train.learning_rate": [0.001, 0.0001]}
+    path = write_sweep(tmp_path, tmp_path / "out", grid=grid, cells=CELLS, seeds=[0, 1])
+    config = load_config(Config, path)
+    planned = plan_cells(config)
+    assert [p.cell.label for p in planned] == [
+        f"{cell},reward.train.learning_rate={lr}/seed{seed}"
+        for cell in ("env.game=starpilot,demos.max_length=100", "env.game=fruitbot")
+        for lr in (0.001, 0.0001)
+        for seed in (0, 1)
+    ]
+    for p in planned:
+        values = dict(p.cell.values)
+        assert p.config.env.game == values["env.game"] and p.config.seed == p.cell.seed
+        assert p.config.reward.train.learning_rate == values["reward.train.learning_rate"]
+        assert p.config.demos.max_length == values.get("demos.max_length", 200)  # 200: the base (tiny_pipeline)
+        assert p.config.dir == str(tmp_path / "out" / p.cell.name / f"seed{p.cell.seed}")
+        assert p.cell.origin == ("cells[0]" if values["env.game"] == "starpilot" else "cells[1]")
+    assert not (tmp_path / "out").exists()  # planning writes nothing
+    save_config(config, tmp_path / "saved.yaml")  # the form a sweep keeps in <out>/sweep.yaml
+    assert load_config(Config, tmp_path / "saved.yaml") == config
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("cells=[{env.gme: starpilot}]", ("unknown key 'env.gme'", "cell env.gme=starpilot,", "(cells[0])")),
+        ("cells=[{}, {env.game: notagame}]", ("env.game", "notagame", "(cells[1])")),
+        ("cells=[{seed: 3}]", ("cells[0].seed: set by the sweep",)),
+        ("cells=[starpilot]", ("cells[0]: expected a mapping",)),
+        ("cells=[{demos.max_length: 50}]", ("cells[0]: demos.max_length is also a grid key",)),
+    ],
+)
+def test_a_bad_cell_key_or_value_is_one_line_before_any_cell(tmp_path, override, needles):
+    path = write_sweep(tmp_path, tmp_path / "out")
+    if "notagame" in override or "env.gme" in override:  # through the command line: exit status 2, one line
+        result = run_cli(["-m", "experiments.sweep", "-c", path, override], REPO)
+        assert result.returncode == 2
+        assert_one_line_error(result.stderr, *needles)
+    else:
+        with pytest.raises(ConfigError) as err:
+            plan_cells(load_config(Config, path, [override]))
+        assert all(needle in str(err.value) for needle in needles) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def fake_cell(folder: Path, spearman: float, returns: dict[str, float]) -> None:
+    """A cell folder holding only the two files the summary reads: the reward model's held-out Spearman (learned
+    ``spearman``, its baselines fixed) and each policy's held-out return."""
+    (folder / "reward").mkdir(parents=True)
+    (folder / "evaluation").mkdir()
+    reward = {"learned": spearman, "episode_length": 0.2, "untrained_net": -0.1}
+    summary = {"held_out": {p: {"spearman": v, "pair_accuracy": 0.5 + v / 2} for p, v in reward.items()}}
+    (folder / "reward" / "generalization.json").write_text(json.dumps(summary))
+    rows = {policy: {"mean_return": value, "normalized_score": None} for policy, value in returns.items()}
+    (folder / "evaluation" / "summary.json").write_text(json.dumps(rows))
+
+
+def test_the_figures_show_spearman_against_the_number_of_demos_per_game_and_returns_per_method(tmp_path):
+    """A synthetic sweep (2 games as explicit cells x 2 numbers of demos x 2 seeds): spearman_vs_demos.png has a
+    panel per game with the learned return's mean over seeds against the number of demos beside both baselines;
+    returns.png and the links in summary.md; without a demo count that varies, spearman.png per cell instead."""
+    cells = [{"env.game": "starpilot", "zoo": "zoo:starpilot"}, {"env.game": "fruitbot", "zoo": "zoo:fruitbot"}]
+    config = load_config(Config, None, [f"out={tmp_path}", f"cells={json.dumps(cells)}", "seeds=[0,1]",
+                                        "grid.reward.data.num_demos=[50,20]"])  # fmt: skip
+    policies = ("random", "best demonstrator", "agent, true reward", "agent, learned reward")
+    for k, cell in enumerate(grid_cells(config)):
+        fake_cell(cell.folder, spearman=0.1 * k, returns={p: float(i + k) for i, p in enumerate(policies)})
+    rows = summarize(config)
+    by = {(r["cell"], r["metric"]): r for r in rows}
+    panels = spearman_vs_demos(by, cell_infos(config), "reward.data.num_demos")
+    assert [p.title for p in panels] == ["starpilot", "fruitbot"]
+    learned, length, untrained = panels[0].curves
+    assert list(learned.x) == [20, 50]  # sorted by the number of demos
+    assert learned.value == pytest.approx([0.25, 0.05])  # cells 2, 3 (20 demos) and 0, 1 (50), pooled over seeds
+    assert length.value == pytest.approx([0.2, 0.2]) and untrained.value == pytest.approx([-0.1, -0.1])
+    assert panels[1].curves[0].value == pytest.approx([0.65, 0.45])
+    summary = write_summary(config).read_text()
+    for name in ("spearman_vs_demos.png", "returns.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG") and f"]({name})" in summary
+    assert not (tmp_path / "spearman.png").exists()
+
+    flat = load_config(Config, None, [f"out={tmp_path / 'flat'}", "grid.env.game=[starpilot,fruitbot]"])
+    for cell in grid_cells(flat):
+        fake_cell(cell.folder, spearman=0.3, returns={"random": 1.0})
+    write_summary(flat)
+    assert (tmp_path / "flat" / "spearman.png").is_file() and (tmp_path / "flat" / "returns.png").is_file()
+    assert not (tmp_path / "flat" / "spearman_vs_demos.png").exists()
+
+
+def test_the_suite_sweep_configs_load_and_expand_to_their_grids(tmp_path):
+    """configs/sweep-trex-quality.yaml: 2 games (each with its zoo series) x 3 numbers of demos x 3 seeds;
+    configs/sweep-agent-learning.yaml: one cell per method. Every cell's pipeline config builds and checks."""
+    quality = plan_cells(load_config(Config, REPO / "configs" / "sweep-trex-quality.yaml", [f"out={tmp_path / 'q'}"]))
+    assert len(quality) == 18
+    assert {(p.config.env.game, p.config.zoo, p.config.reward.data.num_demos) for p in quality} == {
+        (game, f"zoo:{game}", n) for game in ("starpilot", "fruitbot") for n in (20, 50, 100)
+    }
+    assert {p.cell.seed for p in quality} == {0, 1, 2}
+    assert all(p.config.reward.data.comparison == "snippet" and p.config.demos.num_test_levels == 12 for p in quality)
+    agents = plan_cells(load_config(Config, REPO / "configs" / "sweep-agent-learning.yaml", [f"out={tmp_path / 'a'}"]))
+    assert [(p.config.agent.agent.algo, p.config.agent.reward.sigmoid) for p in agents] == [
+        ("ppo", False),
+        ("ppo", True),
+        ("ppo_gru", False),
+        ("rainbow", False),
+    ]
+    assert all(p.config.zoo is None and p.config.agent.train.total_steps == 1_000_000 for p in agents)
 
 
 @pytest.mark.parametrize(
