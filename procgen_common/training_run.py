@@ -319,9 +319,8 @@ class TrainingRun(Run):
                 else:
                     out[f"eval/{split}_return"] = summary["mean_return"]
             if c.eval.record_video and self.step >= self.next_video:
-                # The video plays one game: a multi-game run's first (its environments cannot split over several).
-                video_env = c.env.for_game(c.env.game_list[0])
-                path = record_eval_video(agent, video_env, self.run_dir, self.step, episodes=c.eval.video_episodes,
+                # A multi-game run's video has one place per game.
+                path = record_eval_video(agent, c.env, self.run_dir, self.step, episodes=c.eval.video_episodes,
                                          split=c.eval.splits[0], deterministic=c.eval.deterministic,
                                          seed=c.train.seed + 20_000)  # fmt: skip
                 self.logger.log_video(self.step, "videos/eval", path)
