@@ -27,6 +27,7 @@ from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import closest
 from procgen_common.env import GAMES, EnvConfig
 from procgen_common.episodes import Episode
+from procgen_common.evaluation import checkpoint_splits
 from procgen_common.runs import pick_device
 from procgen_common.sb3_agent import load_sb3_agent
 from procgen_common.video import episode_frames, game_tiles, record_episodes, trace_frames, write_video
@@ -68,10 +69,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     agent.add_argument(
         "--split",
-        choices=["train", "test", "all"],
         default="test",
-        help="levels to play: the training levels, the held-out test range of the run's config (default), or "
-        "Procgen's full distribution; SB3 models use the default split (train 0-199, test 200-1199)",
+        help="levels to play: train (the training levels), test (the held-out range of the run's config; the "
+        "default), a further held-out split of it (test@S, env.test_splits) or all (Procgen's full distribution); "
+        "SB3 models use the default split (train 0-199, test 200-1199)",
     )
     agent.add_argument(
         "--levels",
@@ -253,6 +254,8 @@ def main(argv=None) -> dict:
                 f"--reward-model: a reward model scores one game but {checkpoint} plays {', '.join(games)}; "
                 "pick that game with --game GAME"
             )
+        if len(checkpoint_splits(env_config, args.split, str(checkpoint))) > 1:  # one the agent lacks: one line
+            raise UserError(f"--split: a video plays one split; choose one of {', '.join(env_config.held_out_splits)}")
         reward_fn = None
         if args.reward_model:
             reward_fn = load_reward_fn(args.reward_model, env_config.game, env_config.distribution_mode, device)

@@ -281,7 +281,18 @@ def multi_game_run(tmp_path_factory):
     """A tiny run of one agent on coinrun and starpilot."""
     from tests.conftest import train_tiny
 
-    return train_tiny(tmp_path_factory.mktemp("multi") / "run", "env.games=[coinrun,starpilot]")
+    return train_tiny(
+        tmp_path_factory.mktemp("multi") / "run", "env.games=[coinrun,starpilot]", "env.test_num_levels=100",
+        "env.test_splits=[300]",
+    )  # fmt: skip
+
+
+def test_a_named_held_out_split_plays_its_levels(script, multi_game_run, tmp_path):
+    summary = script.main(
+        [str(multi_game_run), "--game", "starpilot", "--split", "test@300", "--episodes", "2", "--max-steps", "4"]
+        + ["--scale", "1", "--out", str(tmp_path / "s.mp4")]
+    )
+    assert [300 <= e.level_seed < 400 for e in summary["episodes"]] == [True, True]
 
 
 def test_a_multi_game_agent_plays_one_place_per_game_side_by_side(script, multi_game_run, tmp_path):
@@ -324,8 +335,10 @@ def test_eval_video_of_a_multi_game_trainer_shows_each_game(tmp_path):
         (["--grid", "2"], ["--grid", "one place per game (coinrun, starpilot)", "--game GAME"]),
         (["--game", "fruitbot"], ["--game", "fruitbot", "plays coinrun, starpilot"]),
         (["--reward-model", "x"], ["--reward-model", "plays coinrun, starpilot", "--game GAME"]),
+        (["--split", "test@999"], ["--split", "no split 'test@999'", "test@300"]),
+        (["--split", "held-out"], ["--split", "a video plays one split", "test, test@300"]),
     ],
-    ids=["grid", "game", "reward-model"],
+    ids=["grid", "game", "reward-model", "unknown-split", "several-splits"],
 )
 def test_bad_input_for_a_multi_game_agent_is_one_line(script, multi_game_run, tmp_path, capsys, argv, needles):
     with pytest.raises(SystemExit) as info:
