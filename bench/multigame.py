@@ -34,6 +34,7 @@ from procgen_common.evaluation import evaluate_checkpoint
 from procgen_common.stats import stratified_bootstrap_ci
 
 NUM_STEPS = 256
+CPU_PRESET = Path(__file__).resolve().parent.parent / "configs" / "cpu.yaml"
 
 
 def ppo_config(games: list[str], num_envs: int, total_steps: int, run_dir: Path, extra: list[str]) -> Config:
@@ -49,7 +50,7 @@ def ppo_config(games: list[str], num_envs: int, total_steps: int, run_dir: Path,
         f"run.dir={run_dir}",
         *extra,
     ]
-    return load_config(Config, "configs/cpu.yaml", overrides)
+    return load_config(Config, CPU_PRESET, overrides)
 
 
 def steady_sps(run_dir: Path) -> float:
@@ -81,7 +82,11 @@ def speed(args: argparse.Namespace) -> dict:
 
 def learn(args: argparse.Namespace) -> dict:
     games = args.games
-    extra = [f"env.test_splits=[{','.join(map(str, args.test_splits))}]", f"env.test_num_levels={args.test_num_levels}"]
+    extra = [
+        f"env.test_splits=[{','.join(map(str, args.test_splits))}]",
+        f"env.test_num_levels={args.test_num_levels}",
+        "train.num_checkpoints=2",  # the initial and the final policy: only the final one is evaluated
+    ]
     runs = {"multi": (games, args.steps)} | {g: ([g], args.steps // len(games)) for g in games}
     results = {}
     for name, (run_games, steps) in runs.items():
@@ -90,9 +95,11 @@ def learn(args: argparse.Namespace) -> dict:
         config = load_config(Config, run_dir / "config.yaml", [])
         per_split = {}
         for split in config.env.held_out_splits:
-            summary, _ = evaluate_checkpoint(
-                run_dir, split, args.episodes, out=run_dir / "eval" / f"final-{split}.json"
-            )
+            out = run_dir / "eval" / f"final-{split}.json"
+            if out.is_file() and out.stat().st_mtime >= (run_dir / "checkpoints" / "latest.pt").stat().st_mtime:
+                summary = json.loads(out.read_text())  # evaluated since the run last changed
+            else:
+                summary, _ = evaluate_checkpoint(run_dir, split, args.episodes, out=out)
             per_game = summary.get("per_game") or {run_games[0]: summary}
             per_split[split] = {g: per_game[g] for g in run_games}
         results[name] = {"steps": steps, "splits": per_split}
@@ -124,7 +131,7 @@ def normalised_table(results: dict, games: list[str], episodes_csv) -> list[str]
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         result = {"games": args.games, "num_envs": args.num_envs, "updates": args.updates, **speed(args)}
         atomic_write_text(args.out / "speed.json", json.dumps({**result, "machine": machine}, indent=2) + "\n")
         print(f"multi-game / single-game steps/s: {result['ratio_multi_to_single']:.3f}")
-        return
+        return result
     results = learn(args)
 
     def episodes_csv(agent: str, game: str, split: str) -> np.ndarray:
@@ -171,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic_write_text(args.out / "learn.json", json.dumps({**results, "machine": machine}, indent=2) + "\n")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+    return results
 
 
 if __name__ == "__main__":
