@@ -21,6 +21,9 @@ Each finished stage leaves ``stages/<stage>.json`` with the settings it ran with
 record matches the current settings (and those of the stages it reads from), resumes an unfinished one from its
 own checkpoints, and stops with one line when a finished stage's settings changed, so earlier results are never
 overwritten. The report is rewritten on every run.
+
+``until=<stage>`` stops after that stage (e.g. ``until=reward`` for a study of reward models alone); the report then
+holds what those stages made. ``until`` is no stage's setting: the same folder run later without it runs the rest.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ from trex.generate_demos import checkpoint_files, generate, summary_lines
 from trex.train_reward import Config as RewardConfig
 from trex.train_reward import train as train_reward
 
+StageName = typing.Literal["demonstrator", "demos", "reward", "agent-learned", "agent-true", "evaluation"]
+STAGE_NAMES: tuple[str, ...] = typing.get_args(StageName)
+"""The stages in the order they run (agent-true is left out where the demonstrator is the reference)."""
+
 
 @dataclass(frozen=True)
 class EvaluationConfig(Checked):
@@ -89,6 +96,10 @@ class Experiment(Checked):
     env: EnvConfig = field(default_factory=EnvConfig)
     """Game, training levels and Procgen options of the demonstrator and both agents (one game: env.games is
     refused)."""
+    until: StageName | None = None
+    """The last stage to run, e.g. reward: demonstrator, demos and the reward model with its scores, no agents; the
+    report holds what those stages made. null = every stage. It is no stage's setting: the same folder run again
+    without it runs the remaining stages and skips the finished ones."""
 
     def validate(self) -> None:
         if not self.dir.strip():
@@ -350,13 +361,11 @@ def ladder_check(infos: list) -> tuple[bool, str]:
 
 
 def report_markdown(
-    config: Config, root: Path, rows: dict, reward_summary: dict, figures: list[str], times: dict
+    config: Config, root: Path, rows: dict | None, reward_summary: dict | None, figures: list[str], times: dict
 ) -> str:
+    """The report of the stages that ran (up to ``until``): ``rows`` (the held-out evaluation) and
+    ``reward_summary`` (the reward model's scores) are None where their stage was not run."""
     env = config.env
-    first = next(iter(rows.values()))
-    levels = first["level_range"]
-    learned, best, true = rows["agent, learned reward"], rows["best demonstrator"], rows["agent, true reward"]
-    beat, (low, high) = verdict(episode_returns(learned), episode_returns(best))
     if config.zoo is not None:
         reference = load_checkpoint(true_reward_run(config))
         source = (
@@ -369,72 +378,101 @@ def report_markdown(
             f"steps, {config.demonstrator.train.num_checkpoints} checkpoints"
         )
     demos = config.demos
-    lines = [
-        f"# T-REX experiment: {env.game} ({env.distribution_mode})",
-        "",
-        f"`python -m experiments.pipeline` with `{root / 'config.yaml'}`: {source}; each checkpoint played the "
-        f"demonstrations at epsilon {', '.join(f'{e:g}' for e in demos.epsilons)}; a reward model learned from their "
-        f"ranking by {config.reward.data.rank_by} ({config.reward.data.comparison} comparisons); the agent "
-        f"({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps{reward_transform(config, root)}) "
-        "trained "
-        + (
-            "on the learned reward only; on the game's reward, the demonstrator itself is that agent (the same PPO "
-            "settings, seed and budget)."
-            if demonstrator_is_reference(config)
-            else "on the learned reward only."
-            if config.zoo is not None
-            else "once on the learned reward only and once on the game's reward."
-        ),
-        "",
-        "## Held-out levels",
-        "",
-        f"True return on {first['episodes']} episodes per policy, level seeds {levels['start_level']} to "
-        f"{levels['start_level'] + levels['num_levels'] - 1} (never trained on): mean [95% bootstrap CI].",
-        "",
-        "| policy | held-out return | normalised score | mean length |",
-        "|---|---|---|---|",
-    ]
-    for policy, row in rows.items():
-        label = f"{policy} ({Path(row['checkpoint']).stem})" if policy == "best demonstrator" else policy
-        lines.append(f"| {label} | {_cell(row)} | {_num(row['normalized_score'])} | {row['mean_length']:.0f} |")
-    true_word, (true_low, true_high) = verdict(episode_returns(learned), episode_returns(true))
-    infos = read_index(root / "demos")
-    ladder_ok, ladder_sentence = ladder_check([i for i in infos if i.split == "train"])
-    lines += [
-        "",
-        f"The agent on the learned reward **{beat}** the best demonstrator on held-out levels "
-        f"({learned['mean_return']:.2f} against {best['mean_return']:.2f}; 95% CI of the difference "
-        f"[{low:.2f}, {high:.2f}]; that checkpoint's training-level demos averaged "
-        f"{best['demo_train_mean_return']:.2f}), and {true_word} the agent on the true reward (95% CI of the "
-        f"difference [{true_low:.2f}, {true_high:.2f}]).",
-        "",
-        ladder_sentence,
-        "",
-        "## Reward model",
-        "",
-        "Spearman correlation of each predictor with the true return: the predicted return (sum of learned rewards), "
-        "its per-frame mean, episode length and an untrained network of the same shape, on unseen episodes of the "
-        "training levels (in distribution) and on held-out levels; the gap is held-out minus in-distribution.",
-        "",
-        "| predictor | in distribution | held-out | gap | held-out pair accuracy |",
-        "|---|---|---|---|---|",
-    ]
-    for key, label in (
-        ("learned", "learned return"),
-        ("learned_per_frame", "learned per-frame mean"),
-        ("episode_length", "episode length"),
-        ("untrained_net", "untrained net"),
-    ):
-        inside = reward_summary.get("in_distribution", {}).get(key, {})
-        outside = reward_summary.get("held_out", {}).get(key, {})
-        gap = reward_summary.get("spearman_gap", {}).get(key)
-        lines.append(
-            f"| {label} | {_num(inside.get('spearman'))} | {_num(outside.get('spearman'))} | {_num(gap)} | "
-            f"{_num(outside.get('pair_accuracy'))} |"
+    made = [f"`python -m experiments.pipeline` with `{root / 'config.yaml'}`: {source}"]
+    if runs_stage(config, "demos"):
+        made.append(
+            f"each checkpoint played the demonstrations at epsilon {', '.join(f'{e:g}' for e in demos.epsilons)}"
         )
-    lines += ["", "## Demonstrations (mean true return per rung and split)", "", "```"]
-    lines += summary_lines(infos) + ["```", "", "## Figures", ""]
-    lines += [f"![{Path(f).stem}]({f})" for f in figures]
+    if runs_stage(config, "reward"):
+        made.append(
+            f"a reward model learned from their ranking by {config.reward.data.rank_by} "
+            f"({config.reward.data.comparison} comparisons)"
+        )
+    if runs_stage(config, "agent-learned"):
+        made.append(
+            f"the agent ({config.agent.agent.algo}, {config.agent.train.total_steps:,} steps"
+            f"{reward_transform(config, root)}) trained "
+            + (
+                "on the learned reward only; on the game's reward, the demonstrator itself is that agent (the same "
+                "PPO settings, seed and budget)"
+                if demonstrator_is_reference(config)
+                else "on the learned reward only"
+                if config.zoo is not None or not runs_stage(config, "agent-true")
+                else "once on the learned reward only and once on the game's reward"
+            )
+        )
+    lines = [f"# T-REX experiment: {env.game} ({env.distribution_mode})", "", "; ".join(made) + "."]
+    reuse = demonstrator_is_reference(config) or config.zoo is not None
+    left_out = [n for n in STAGE_NAMES if not runs_stage(config, n) and not (n == "agent-true" and reuse)]
+    if left_out:
+        lines += [
+            "",
+            f"**Not run (until={config.until})**: {', '.join(left_out)}"
+            + (", so this report has no held-out policy table" if rows is None else "")
+            + ". The same command without until runs them, skipping the finished stages.",
+        ]
+    infos = read_index(root / "demos") if runs_stage(config, "demos") else []
+    if rows is not None:
+        first = next(iter(rows.values()))
+        levels = first["level_range"]
+        learned, best, true = rows["agent, learned reward"], rows["best demonstrator"], rows["agent, true reward"]
+        beat, (low, high) = verdict(episode_returns(learned), episode_returns(best))
+        lines += [
+            "",
+            "## Held-out levels",
+            "",
+            f"True return on {first['episodes']} episodes per policy, level seeds {levels['start_level']} to "
+            f"{levels['start_level'] + levels['num_levels'] - 1} (never trained on): mean [95% bootstrap CI].",
+            "",
+            "| policy | held-out return | normalised score | mean length |",
+            "|---|---|---|---|",
+        ]
+        for policy, row in rows.items():
+            label = f"{policy} ({Path(row['checkpoint']).stem})" if policy == "best demonstrator" else policy
+            lines.append(f"| {label} | {_cell(row)} | {_num(row['normalized_score'])} | {row['mean_length']:.0f} |")
+        true_word, (true_low, true_high) = verdict(episode_returns(learned), episode_returns(true))
+        lines += [
+            "",
+            f"The agent on the learned reward **{beat}** the best demonstrator on held-out levels "
+            f"({learned['mean_return']:.2f} against {best['mean_return']:.2f}; 95% CI of the difference "
+            f"[{low:.2f}, {high:.2f}]; that checkpoint's training-level demos averaged "
+            f"{best['demo_train_mean_return']:.2f}), and {true_word} the agent on the true reward (95% CI of the "
+            f"difference [{true_low:.2f}, {true_high:.2f}]).",
+        ]
+    if infos:
+        lines += ["", ladder_check([i for i in infos if i.split == "train"])[1]]
+    if reward_summary is not None:
+        lines += [
+            "",
+            "## Reward model",
+            "",
+            "Spearman correlation of each predictor with the true return: the predicted return (sum of learned "
+            "rewards), its per-frame mean, episode length and an untrained network of the same shape, on unseen "
+            "episodes of the training levels (in distribution) and on held-out levels; the gap is held-out minus "
+            "in-distribution.",
+            "",
+            "| predictor | in distribution | held-out | gap | held-out pair accuracy |",
+            "|---|---|---|---|---|",
+        ]
+        for key, label in (
+            ("learned", "learned return"),
+            ("learned_per_frame", "learned per-frame mean"),
+            ("episode_length", "episode length"),
+            ("untrained_net", "untrained net"),
+        ):
+            inside = reward_summary.get("in_distribution", {}).get(key, {})
+            outside = reward_summary.get("held_out", {}).get(key, {})
+            gap = reward_summary.get("spearman_gap", {}).get(key)
+            lines.append(
+                f"| {label} | {_num(inside.get('spearman'))} | {_num(outside.get('spearman'))} | {_num(gap)} | "
+                f"{_num(outside.get('pair_accuracy'))} |"
+            )
+    if infos:
+        lines += ["", "## Demonstrations (mean true return per rung and split)", "", "```"]
+        lines += summary_lines(infos) + ["```"]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{Path(f).stem}]({f})" for f in figures]
     lines += ["", "## Stage wall times", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {seconds:.0f} |" for name, seconds in times.items()]
     lines += [f"| total | {sum(times.values()):.0f} |", ""]
@@ -457,26 +495,37 @@ def reward_transform(config: Config, root: Path) -> str:
 
 
 def write_report(config: Config, root: Path, times: dict) -> Path:
+    """``report.md`` and its figures in ``report/``, of the stages that ran (up to ``until``)."""
     from experiments.plot import make_plots, plot_reward_hacking  # matplotlib is imported only for the report
 
-    rows = json.loads((root / "evaluation" / "summary.json").read_text())
-    reward_summary = json.loads((root / "reward" / "generalization.json").read_text())
-    runs = {
-        root / "demonstrator": "demonstrator (true reward)",
-        true_reward_run(config): "agent, true reward",
-        root / "agent-learned": "agent, learned reward",
-        root / "reward": "reward model",
-    }  # one entry for the demonstrator when it is also the true-reward agent (the later label wins)
-    runs = {run: label for run, label in runs.items() if run.is_dir()}  # a zoo demonstrator has no run folder here
-    data = make_plots([str(r) for r in runs], root / "report", labels=list(runs.values()))
-    figures = [f"report/{name}" for name in data["figures"]]
+    rows = json.loads((root / "evaluation" / "summary.json").read_text()) if runs_stage(config, "evaluation") else None
+    reward_summary = (
+        json.loads((root / "reward" / "generalization.json").read_text()) if runs_stage(config, "reward") else None
+    )
+    runs = {root / "demonstrator": "demonstrator (true reward)"}
+    if runs_stage(config, "agent-true"):
+        runs[true_reward_run(config)] = "agent, true reward"
+    if runs_stage(config, "agent-learned"):
+        runs[root / "agent-learned"] = "agent, learned reward"
+    if runs_stage(config, "reward"):
+        runs[root / "reward"] = "reward model"
+    # One entry for the demonstrator when it is also the true-reward agent (the later label wins); a zoo
+    # demonstrator has no run folder here.
+    runs = {run: label for run, label in runs.items() if run.is_dir()}
+    figures = []
+    if runs:
+        data = make_plots([str(r) for r in runs], root / "report", labels=list(runs.values()))
+        figures = [f"report/{name}" for name in data["figures"]]
     hacking = root / "report" / "reward_hacking.png"
     title = f"{config.env.game}: the learned-reward agent's training episodes"
-    if plot_reward_hacking(hacking, root / "agent-learned", title):
+    if runs_stage(config, "agent-learned") and plot_reward_hacking(hacking, root / "agent-learned", title):
         figures.append("report/reward_hacking.png")
-    figures += [
-        f"reward/eval/{name}" for name in ("scatter.png", "traces.png") if (root / "reward" / "eval" / name).is_file()
-    ]
+    if runs_stage(config, "reward"):
+        figures += [
+            f"reward/eval/{name}"
+            for name in ("scatter.png", "traces.png")
+            if (root / "reward" / "eval" / name).is_file()
+        ]
     path = root / "report.md"
     atomic_write_text(path, report_markdown(config, root, rows, reward_summary, figures, times))
     return path
@@ -486,7 +535,9 @@ def write_report(config: Config, root: Path, times: dict) -> Path:
 # The pipeline
 
 
-STAGE_NAMES = ("demonstrator", "demos", "reward", "agent-learned", "agent-true", "evaluation")
+def runs_stage(config: Experiment, name: str) -> bool:
+    """Whether the pipeline runs stage ``name`` (``until`` leaves out the stages after it)."""
+    return config.until is None or STAGE_NAMES.index(name) <= STAGE_NAMES.index(config.until)
 
 
 def zoo_files(config: Config) -> list[Path]:
@@ -542,7 +593,7 @@ def true_reward_run(config: Config) -> Path:
 
 
 def stages(config: Config) -> list[Stage]:
-    """The stages in the order they run (each after the stages it reads from)."""
+    """The stages to run, in order (each after the stages it reads from), up to ``until``."""
     root = Path(config.dir)
     configs = stage_configs(config)
     reuse = demonstrator_is_reference(config) or config.zoo is not None
@@ -560,7 +611,7 @@ def stages(config: Config) -> list[Stage]:
             (),
             lambda: train_demonstrator(configs["demonstrator"]),
         )
-    return [
+    every = [
         demonstrator,
         Stage("demos", root / "demos", configs["demos"], ("demonstrator",), lambda: generate(configs["demos"])),
         Stage("reward", root / "reward", configs["reward"], ("demos",), lambda: train_reward(configs["reward"])),
@@ -580,6 +631,7 @@ def stages(config: Config) -> list[Stage]:
             lambda: evaluate_policies(config, root),
         ),
     ]
+    return [stage for stage in every if runs_stage(config, stage.name)]
 
 
 def plan(all_stages: list[Stage], root: Path) -> dict[str, tuple[dict, str, dict | None]]:

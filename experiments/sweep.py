@@ -24,7 +24,8 @@ return and normalised score, with 95% percentile bootstrap CIs (rliable's method
 reinforcement learning at the edge of the statistical precipice"). Beside them, linked from summary.md, the figures
 (``procgen_common.figures``): ``spearman_vs_demos.png``, the held-out Spearman of the learned return and of its two
 baselines against the number of demos per game when the cells vary it (``spearman.png``, per cell, otherwise), and
-``returns.png``, every policy's held-out return per cell.
+``returns.png``, every policy's held-out return per cell. Cells whose pipeline stops at the reward model
+(``until=reward`` among the overrides) are finished when that stage is and give the reward model's metrics alone.
 """
 
 from __future__ import annotations
@@ -352,12 +353,13 @@ def plan_cells(config: Config) -> list[Planned]:
 
 
 def cell_finished(experiment: ExperimentConfig) -> bool:
-    """Whether the pipeline's final stage (evaluation) finished with today's settings and the report exists; a
-    stage finished with other settings raises the pipeline's one-line UserError."""
-    root = Path(experiment.dir)
-    if read_record(root / "stages" / "evaluation.json") is None or not (root / "report.md").is_file():
+    """Whether the cell's last stage to run (evaluation, or the pipeline's ``until``) finished with today's settings
+    and the report exists; a stage finished with other settings raises the pipeline's one-line UserError."""
+    root, to_run = Path(experiment.dir), stages(experiment)
+    last = to_run[-1].name
+    if read_record(root / "stages" / f"{last}.json") is None or not (root / "report.md").is_file():
         return False
-    return plan(stages(experiment), root)["evaluation"][2] is not None
+    return plan(to_run, root)[last][2] is not None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -430,10 +432,10 @@ def headline_text(result: dict) -> str:
     def num(key: str, digits: int) -> str:
         return "n/a" if result.get(key) is None else f"{result[key]:.{digits}f}"
 
-    return (
-        f"held-out Spearman {num('spearman', 3)} (length {num('length_spearman', 3)}), learned-reward agent "
-        f"held-out return {num('return', 2)} (normalised {num('score', 3)})"
-    )
+    text = f"held-out Spearman {num('spearman', 3)} (length {num('length_spearman', 3)})"
+    if result.get("return") is None and result.get("score") is None:
+        return text  # no agent evaluated (the pipeline's until, or a cell that stopped before)
+    return f"{text}, learned-reward agent held-out return {num('return', 2)} (normalised {num('score', 3)})"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -638,6 +640,11 @@ def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, s
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     by = {(r["cell"], r["metric"]): r for r in rows}
     seeds = ", ".join(map(str, config.seeds))
+    # A metric no cell has (the policies' where the pipeline's until stops before the agents) is left out here;
+    # summary.csv keeps its rows (runs 0).
+    shown = [m for m in METRICS if any(by[(cell, m)]["runs"] for cell in cells)] or METRICS
+    headline = {m: label for m, label in HEADLINE.items() if m in shown}
+    missing = [m for m in METRICS if m not in shown]
     lines = [
         f"# Sweep: {len(cells)} cells x seeds {seeds}",
         "",
@@ -648,14 +655,16 @@ def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, s
         "",
         "## Headline (means)",
         "",
-        "| cell | runs | " + " | ".join(HEADLINE.values()) + " |",
-        "|---|---|" + "---|" * len(HEADLINE),
+        "| cell | runs | " + " | ".join(headline.values()) + " |",
+        "|---|---|" + "---|" * len(headline),
     ]
     for cell in cells:
-        runs = max(by[(cell, m)]["runs"] for m in HEADLINE)
-        lines.append(f"| {cell} | {runs} | " + " | ".join(_ci(by[(cell, m)], "mean") for m in HEADLINE) + " |")
+        runs = max(by[(cell, m)]["runs"] for m in shown)
+        lines.append(f"| {cell} | {runs} | " + " | ".join(_ci(by[(cell, m)], "mean") for m in headline) + " |")
     lines += ["", "## Every metric: mean and interquartile mean (IQM)", ""]
-    for metric in METRICS:
+    if missing:
+        lines += [f"No cell has a value of {', '.join(missing)}.", ""]
+    for metric in shown:
         lines += [f"### {metric}", "", "| cell | runs | mean | IQM |", "|---|---|---|---|"]
         for cell in cells:
             row = by[(cell, metric)]

@@ -1,4 +1,5 @@
-"""The one-command T-REX pipeline on a tiny config: every artifact, the report, skipping and resuming stages."""
+"""The one-command T-REX pipeline on a tiny config: every artifact, the report, skipping and resuming stages,
+stopping after a stage (until)."""
 
 from __future__ import annotations
 
@@ -168,6 +169,46 @@ def test_the_demonstrator_is_the_true_reward_agent_when_their_settings_match(tmp
     rows = json.loads((folder / "evaluation" / "summary.json").read_text())
     assert rows["agent, true reward"]["checkpoint"] == str(folder / "demonstrator" / "checkpoints" / "latest.pt")
     assert "the demonstrator itself is that agent" in (folder / "report.md").read_text()
+
+
+def test_until_reward_stops_after_the_reward_model_and_a_rerun_without_it_runs_the_rest(tmp_path, capfd):
+    """until=reward: demonstrator, demos and reward model, a report of their results without a policy table; the
+    same folder run later without until runs only the agents and the evaluation (until is no stage's setting)."""
+    folder = tmp_path / "exp"
+    run_tiny(folder, "until=reward")
+    records = sorted((folder / "stages").glob("*.json"))
+    assert [p.stem for p in records] == ["demonstrator", "demos", "reward"]
+    assert not any((folder / name).exists() for name in ("agent-learned", "agent-true", "evaluation"))
+    report = (folder / "report.md").read_text()
+    assert "## Held-out levels" not in report and "| policy |" not in report
+    assert "**Not run (until=reward)**: agent-learned, agent-true, evaluation, so this report has no held-out" in report
+    scores = json.loads((folder / "reward" / "generalization.json").read_text())
+    for key, label in (("learned", "learned return"), ("episode_length", "episode length")):
+        inside, outside = (scores[split][key]["spearman"] for split in ("in_distribution", "held_out"))
+        row = next(line for line in report.splitlines() if line.startswith(f"| {label} |"))
+        assert row.startswith(f"| {label} | {inside:.3f} | {outside:.3f} |")  # beside the baselines
+    assert "the demonstrations" in report.lower() and "step_000000256" in report  # the ladder and its rungs
+    for figure in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (folder / figure).is_file(), figure
+    assert "reward_hacking" not in report
+
+    before = {p: (p.read_text(), p.stat().st_mtime_ns) for p in records}
+    capfd.readouterr()
+    run_tiny(folder)
+    err = capfd.readouterr().err
+    assert err.count("skipped") == 3 and all(f"{name} ..." in err for name in STAGE_NAMES[3:])
+    assert {p: (p.read_text(), p.stat().st_mtime_ns) for p in records} == before  # the finished stages untouched
+    assert sorted(p.stem for p in (folder / "stages").glob("*.json")) == sorted(STAGE_NAMES)
+    report = (folder / "report.md").read_text()
+    assert "## Held-out levels" in report and "Not run" not in report
+
+
+def test_an_unknown_until_is_one_line_naming_the_stages(tmp_path):
+    result = run_cli(["-m", "experiments.pipeline", "-c", "configs/quickstart.yaml", f"dir={tmp_path}",
+                      "until=bogus"], REPO)  # fmt: skip
+    assert result.returncode == 2
+    assert_one_line_error(result.stderr, "until", "'bogus'", *(f"'{name}'" for name in STAGE_NAMES))
+    assert not (tmp_path / "stages").exists()
 
 
 def test_keys_the_pipeline_sets_are_refused():

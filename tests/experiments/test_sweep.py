@@ -1,8 +1,10 @@
-"""Sweeps on Ray: a 2 x 2 grid of tiny pipelines, skipping finished cells, the summary and its figures, explicit
-cells, one-line refusals, the suite's sweep configs and the cluster path (a Ray head on loopback)."""
+"""Sweeps on Ray: a 2 x 2 grid of tiny pipelines, skipping finished cells, a sweep killed and rerun (cells that stop at
+the reward model), the summary and its figures, explicit cells, one-line refusals, the suite's sweep configs and the
+cluster path (a Ray head on loopback)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -19,6 +21,7 @@ import pytest
 import yaml
 
 from experiments.sweep import (
+    METRICS,
     Config,
     Planned,
     cell_infos,
@@ -34,11 +37,12 @@ from tests.conftest import REPO, assert_one_line_error, run_cli, terminal_lines
 from tests.experiments.test_pipeline import tiny_pipeline
 
 GRID = {"demos.max_length": [100, 200], "reward": {"train": {"learning_rate": [0.001, 0.0001]}}}  # dotted and nested
+ESTIMATES = ("runs", "mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high")
 
 
-def write_sweep(folder, out, grid=GRID, **extra) -> str:
-    """A sweep YAML over tiny pipelines (test_pipeline's overrides) into ``out``; returns its path."""
-    overrides = [o for o in tiny_pipeline("unused") if not o.startswith("dir=")]
+def write_sweep(folder, out, grid=GRID, more: tuple[str, ...] = (), **extra) -> str:
+    """A sweep YAML over tiny pipelines (test_pipeline's overrides, then ``more``) into ``out``; returns its path."""
+    overrides = [o for o in tiny_pipeline("unused") if not o.startswith("dir=")] + list(more)
     data = {"experiment": str(REPO / "configs" / "quickstart.yaml"), "overrides": overrides, "grid": grid}
     data |= {"seeds": [0], "out": str(out), "ray": {"num_cpus": 2, "cpus_per_cell": 1}} | extra
     path = folder / "sweep.yaml"
@@ -105,6 +109,103 @@ def test_a_rerun_runs_no_cell_and_gives_the_same_summary(sweep):
     (out / "summary.csv").unlink()
     assert sweep_cli("-c", path, "--aggregate-only").returncode == 0
     assert (out / "summary.csv").read_text() == before[0]
+
+
+def live_processes_with(variable: str) -> list[int]:
+    """The pids of the live processes (not zombies) whose environment holds ``variable`` (NAME=value): a sweep
+    started with it, its Ray services and its Ray workers, which inherit it (a worker has its own process group)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] if entry.name.isdigit() else "Z"
+            if state != "Z" and variable.encode() in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return pids
+
+
+def wait_gone(variable: str, timeout: float) -> list[int]:
+    """Wait up to ``timeout`` seconds for every process marked by ``variable`` to exit; returns those left."""
+    deadline = time.monotonic() + timeout
+    while (left := live_processes_with(variable)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").is_file(), reason="finds the sweep's processes through /proc")
+def test_a_killed_sweep_rerun_skips_its_finished_cells_and_gives_the_uninterrupted_summary(sweep, tmp_path):
+    """Issue 13. Two cells of the 2 x 2 grid that stop at the reward model (until=reward), one at a time: once one cell
+    has finished, the sweep's processes are SIGKILLed (a machine that dies) and none is left; the rerun skips the
+    finished cell (its files untouched), resumes the other, and the summary holds the reward metrics of the
+    uninterrupted 2 x 2 sweep's cells (the same stages with the same settings: until is no stage's setting) and no
+    policy metric. The tiny stages save their state only at their start and end, so the interrupted one resumes
+    where an uninterrupted run passes."""
+    _, reference_out, _ = sweep
+    grid = {"demos.max_length": [100, 200], "reward.train.learning_rate": [0.001]}
+    path = write_sweep(tmp_path, tmp_path / "out", grid=grid, more=("until=reward",), ray={"num_cpus": 1})
+    config = load_config(Config, path)
+    cells = grid_cells(config)
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    marker = f"RAY_TMPDIR={ray_tmp}"  # Ray's session files go there, and every process of the sweep carries it
+    env = dict(os.environ, RAY_TMPDIR=ray_tmp)
+    log = (tmp_path / "killed.log").open("wb")
+    command = [sys.executable, "-m", "experiments.sweep", "-c", path]
+    sweep_process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (finished := [c for c in cells if (c.folder / "report.md").is_file()]):
+            assert sweep_process.poll() is None, (tmp_path / "killed.log").read_text()
+            assert time.monotonic() < deadline, "no cell finished in 300 s"
+            time.sleep(0.05)
+        # A machine that dies: the driver and the Ray services it started (its process group) and the Ray workers,
+        # each in a process group of its own, all at once. Left alone, a worker outlives its driver by a second or
+        # two (until it sees its raylet gone) and goes on with its cell meanwhile.
+        everything = live_processes_with(marker)
+        os.killpg(sweep_process.pid, signal.SIGKILL)
+        for pid in everything:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        sweep_process.wait(60)
+        left = wait_gone(marker, timeout=60)  # any worker Ray started meanwhile exits with its raylet
+        assert not left, f"Ray processes still running 60 s after the kill: {left}"
+        assert len(finished) == 1, finished  # one cell finished before the kill, not both
+        (unfinished,) = (c for c in cells if c not in finished)
+        assert (unfinished.folder / "sweep.log").is_file()  # it was running: the kill interrupted it
+        files = sorted((finished[0].folder / "stages").glob("*.json")) + [finished[0].folder / "report.md"]
+        assert [f.stem for f in files] == ["demonstrator", "demos", "reward", "report"]
+        before = {f: f.stat().st_mtime_ns for f in files}
+
+        result = sweep_cli("-c", path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert not wait_gone(marker, timeout=60)  # a finished sweep leaves no Ray process either
+    finally:
+        log.close()
+        for pid in live_processes_with(marker):  # only if the checks above failed: this sweep's processes
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    lines = terminal_lines(result.stderr)
+    skipped = [line for line in lines if line.startswith("skipped ")]
+    done = [line for line in lines if line.startswith("done ")]
+    assert len(skipped) == 1 and skipped[0].startswith(f"skipped {finished[0].label}: finished"), lines
+    assert len(done) == 1 and done[0].startswith(f"done {unfinished.label} in "), lines
+    assert "held-out Spearman" in done[0] and "agent held-out return" not in done[0]  # no agent: no return
+    assert {f: f.stat().st_mtime_ns for f in before} == before  # the finished cell was not run again
+    assert sorted(p.stem for p in (unfinished.folder / "stages").glob("*.json")) == ["demonstrator", "demos", "reward"]
+
+    rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open()))
+    reference = {(r["cell"], r["metric"]): r for r in summarize(load_config(Config, path, [f"out={reference_out}"]))}
+    assert len(rows) == len(reference) == 2 * len(METRICS)
+    for row in rows:
+        if row["metric"].startswith("reward."):  # the uninterrupted sweep's values, to the last digit
+            expected = reference[(row["cell"], row["metric"])]
+            assert {k: row[k] for k in ESTIMATES} == {k: str(expected[k]) for k in ESTIMATES}, row
+        else:
+            assert row["runs"] == "0", row  # no agent was trained or evaluated
+    assert [r["runs"] for r in rows if r["metric"] == "reward.held_out.learned.spearman"] == ["1", "1"]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "No cell has a value of return.agent_learned" in summary and "### return.agent_learned" not in summary
+    assert (tmp_path / "out" / "spearman.png").is_file() and not (tmp_path / "out" / "returns.png").exists()
 
 
 def test_the_summary_gives_mean_iqm_and_cis_over_seeds(tmp_path):
@@ -246,8 +347,9 @@ def test_the_figures_show_spearman_against_the_number_of_demos_per_game_and_retu
 
 
 def test_the_suite_sweep_configs_load_and_expand_to_their_grids(tmp_path):
-    """configs/sweep-trex-quality.yaml: 2 games (each with its zoo series) x 3 numbers of demos x 3 seeds;
-    configs/sweep-agent-learning.yaml: one cell per method. Every cell's pipeline config builds and checks."""
+    """configs/sweep-trex-quality.yaml: 2 games (each with its zoo series) x 3 numbers of demos x 3 seeds, each until
+    the reward model; configs/sweep-agent-learning.yaml: one cell per method. Every cell's pipeline config builds and
+    checks."""
     quality = plan_cells(load_config(Config, REPO / "configs" / "sweep-trex-quality.yaml", [f"out={tmp_path / 'q'}"]))
     assert len(quality) == 18
     assert {(p.config.env.game, p.config.zoo, p.config.reward.data.num_demos) for p in quality} == {
@@ -255,6 +357,7 @@ def test_the_suite_sweep_configs_load_and_expand_to_their_grids(tmp_path):
     }
     assert {p.cell.seed for p in quality} == {0, 1, 2}
     assert all(p.config.reward.data.comparison == "snippet" and p.config.demos.num_test_levels == 12 for p in quality)
+    assert all(p.config.until == "reward" for p in quality)  # a study of reward models: no agents
     agents = plan_cells(load_config(Config, REPO / "configs" / "sweep-agent-learning.yaml", [f"out={tmp_path / 'a'}"]))
     assert [(p.config.agent.agent.algo, p.config.agent.reward.sigmoid) for p in agents] == [
         ("ppo", False),
