@@ -28,6 +28,7 @@ import numpy as np
 
 from baseline_agent.train import Config, train
 from procgen_common.checkpoint import atomic_write_text
+from procgen_common.cli import main_guard
 from procgen_common.config import load_config
 from procgen_common.env import normalized_score
 from procgen_common.evaluation import evaluate_checkpoint
@@ -131,6 +132,7 @@ def normalised_table(results: dict, games: list[str], episodes_csv) -> list[str]
     return lines
 
 
+@main_guard
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter

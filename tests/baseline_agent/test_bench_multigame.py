@@ -47,3 +47,15 @@ def test_learn_evaluates_one_agent_over_the_games_and_one_per_game_on_every_held
     assert _script().main(argv) == results
     torch.set_num_threads(1)
     assert [f.stat().st_mtime_ns for f in files] == before
+
+
+def test_an_unknown_game_is_one_line_and_writes_nothing(tmp_path, capsys):
+    import pytest
+
+    from tests.conftest import assert_one_line_error
+
+    with pytest.raises(SystemExit) as info:
+        _script().main(["speed", "--games", "coinrn", "starpilot", "--num-envs", "4", "--out", str(tmp_path / "mg")])
+    assert info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, "coinrn", "did you mean 'coinrun'")
+    assert not (tmp_path / "mg").exists()
