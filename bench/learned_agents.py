@@ -1,0 +1,128 @@
+"""Agents trained on learned T-REX rewards, against the zoo series their demonstrations came from.
+
+    python bench/learned_agents.py --runs RUN [RUN ...] --best zoo:<series>/step_<step> [...] --out DIR
+
+Each ``RUN`` is a run folder of ``policies.train`` (or what ``bench/learned_agents_gpu.sh`` sent back: its series
+checkpoints ``step_*.pt`` and ``progress.csv`` in one folder). Its newest checkpoint plays ``--episodes`` held-out
+episodes (levels after the training range, evaluation seed 0: the episodes the zoo's own table was measured on), and
+is set beside three references of its game from the zoo's ``evaluation.json``: a random policy (the series' step 0),
+the best demonstrator the reward learned from (``--best``, one per game) and PPO on the true reward at the nearest
+series step at or after the agent's (the zoo series itself). It also draws, per run, the learned and the true return
+of its training episodes over training (the reward-hacking view). Evaluations are cached beside each checkpoint
+(``eval/``), so rerunning only redraws.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from baseline_agent import zoo
+from experiments.plot import plot_reward_hacking
+from procgen_common.checkpoint import atomic_write_text, load_checkpoint
+from procgen_common.cli import OneLineParser, UserError, main_guard
+from procgen_common.evaluation import default_eval_path, evaluate_checkpoint
+
+
+def newest_checkpoint(run: Path) -> Path:
+    folder = run / "checkpoints" if (run / "checkpoints").is_dir() else run
+    files = sorted(folder.glob("step_*.pt"))
+    if not files:
+        raise UserError(f"--runs: {run} holds no step_*.pt checkpoint")
+    return files[-1]
+
+
+def held_out(checkpoint: Path, episodes: int) -> dict:
+    """The checkpoint's held-out summary, from its cached evaluation when that played the same episodes."""
+    cached = default_eval_path(checkpoint, "test")
+    if cached.is_file():
+        summary = json.loads(cached.read_text())
+        if summary.get("episodes") == episodes and summary.get("seed") == 0:
+            return summary
+    return evaluate_checkpoint(checkpoint, "test", episodes=episodes, seed=0)[0]
+
+
+def zoo_references(best: str, step: int) -> dict:
+    """Random (step 0), the best demonstrator ``best`` and true-reward PPO at the first series step >= ``step``."""
+    path = zoo.resolve(best)
+    rows = json.loads((path.parent / "evaluation.json").read_text())["checkpoints"]
+    by_name = {row["checkpoint"]: row for row in rows}
+    later = [row for row in rows if row["step"] >= step] or rows[-1:]
+    pick = {"random policy (step 0)": rows[0], f"best demonstrator ({best})": by_name[path.name]}
+    pick[f"PPO on the true reward ({path.parent.name}, step {later[0]['step']:,})"] = later[0]
+    return {
+        name: {k: row[k] for k in ("step", "mean_return", "ci95_return", "normalized_score")}
+        for name, row in pick.items()
+    }
+
+
+def cell(row: dict) -> str:
+    low, high = row["ci95_return"]
+    return f"{row['mean_return']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+@main_guard
+def main(argv: list[str] | None = None) -> dict:
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="+", required=True, type=Path, help="run folders of learned-reward agents")
+    parser.add_argument(
+        "--best", nargs="+", required=True, help="the best demonstrator of each game's ladder: zoo:<series>/step_<step>"
+    )
+    parser.add_argument("--episodes", type=int, default=100, help="held-out episodes per agent (default 100)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for summary.md, summary.json and figures")
+    args = parser.parse_args(argv)
+    best = {}
+    for entry in args.best:
+        if not zoo.is_zoo_entry(entry):
+            raise UserError(f"--best: {entry} is not a zoo checkpoint; name one as zoo:<series>/step_<step>")
+        best[zoo.series_game(entry[len(zoo.PREFIX) :].partition("/")[0])] = entry
+
+    games: dict[str, dict] = {}
+    for run in args.runs:
+        checkpoint = newest_checkpoint(run)
+        game = load_checkpoint(checkpoint)["config"]["env"]["game"]
+        if game not in best:
+            raise UserError(f"--best: no best demonstrator of {game} (for {run}); give zoo:<series>/step_<step>")
+        summary = held_out(checkpoint, args.episodes)
+        entry = games.setdefault(game, {"agents": []})
+        entry["agents"].append({"run": run.name, **{k: summary[k] for k in ("step", "mean_return", "ci95_return")}})
+        args.out.mkdir(parents=True, exist_ok=True)
+        plot_reward_hacking(args.out / f"hacking-{run.name}.png", run, f"{run.name}: learned vs true return")
+
+    lines = [
+        "# Agents on learned rewards against their zoo series",
+        "",
+        f"`python bench/learned_agents.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+        "",
+        f"Held-out levels, {args.episodes} episodes each (evaluation seed 0), mean return [95% CI].",
+    ]
+    for game, entry in games.items():
+        agents = entry["agents"]
+        step = min(a["step"] for a in agents)
+        entry["references"] = references = zoo_references(best[game], step)
+        entry["mean_of_seeds"] = mean = float(np.mean([a["mean_return"] for a in agents]))
+        demo, true = list(references.values())[1:]
+        entry["beats_best_demonstrator"] = mean > demo["ci95_return"][1]
+        entry["fraction_of_true_reward_ppo"] = mean / true["mean_return"]
+        lines += ["", f"## {game}", "", "| policy | step | held-out return [95% CI] |", "|---|---|---|"]
+        lines += [f"| agent on the learned reward, {a['run']} | {a['step']:,} | {cell(a)} |" for a in agents]
+        lines.append(f"| agent on the learned reward, mean of {len(agents)} seeds | | {mean:.2f} |")
+        lines += [f"| {name} | {row['step']:,} | {cell(row)} |" for name, row in references.items()]
+        lines += [
+            "",
+            f"Above the best demonstrator's CI: {'yes' if entry['beats_best_demonstrator'] else 'no'}; "
+            f"fraction of true-reward PPO's mean return: {entry['fraction_of_true_reward_ppo']:.2f} (goal 0.7).",
+        ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "summary.json", json.dumps(games, indent=2) + "\n")
+    atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return games
+
+
+if __name__ == "__main__":
+    main()

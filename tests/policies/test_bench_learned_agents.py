@@ -1,0 +1,59 @@
+"""bench/learned_agents.py: a learned-reward agent's held-out return beside its zoo series' references."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_learned_agents", REPO / "bench" / "learned_agents.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _zoo_rows(series: str) -> dict:
+    rows = json.loads((REPO / "zoo" / series / "evaluation.json").read_text())["checkpoints"]
+    return {row["step"]: row for row in rows}
+
+
+def test_an_agent_is_evaluated_and_set_beside_random_best_demonstrator_and_true_reward_ppo(tmp_path):
+    run = tmp_path / "starpilot-seed0"
+    run.mkdir()
+    # A learned-reward run's stand-in: a zoo checkpoint (a real agent of the game), a log with both returns.
+    shutil.copy(REPO / "zoo" / "starpilot" / "step_000507904.pt", run / "step_000507904.pt")
+    (run / "progress.csv").write_text(
+        "step,charts/episodic_return,charts/learned_return\n16384,1.0,0.5\n32768,0.5,2.0\n"
+    )
+    out = tmp_path / "out"
+    games = _script().main(["--runs", str(run), "--best", "zoo:starpilot/step_001015808", "--episodes", "4",
+                            "--out", str(out)])  # fmt: skip
+    entry = games["starpilot"]
+    [agent] = entry["agents"]
+    evaluation = json.loads((run / "eval" / "step_000507904-test.json").read_text())
+    assert agent["step"] == 507904 and agent["mean_return"] == evaluation["mean_return"]
+    assert evaluation["episodes"] == 4 and evaluation["seed"] == 0
+    rows = _zoo_rows("starpilot")
+    random, demo, true = entry["references"].values()
+    assert random["mean_return"] == rows[0]["mean_return"]
+    assert demo["mean_return"] == rows[1015808]["mean_return"]
+    assert true["step"] == 507904  # the first series step at or after the agent's
+    assert entry["beats_best_demonstrator"] == (agent["mean_return"] > demo["ci95_return"][1])
+    assert entry["fraction_of_true_reward_ppo"] == pytest.approx(agent["mean_return"] / true["mean_return"])
+    assert (out / "hacking-starpilot-seed0.png").stat().st_size > 0
+    assert "| agent on the learned reward, starpilot-seed0 | 507,904 |" in (out / "summary.md").read_text()
+
+
+def test_a_best_demonstrator_outside_the_zoo_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _script().main(["--runs", str(tmp_path), "--best", "runs/ppo/step_1.pt", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --best: runs/ppo/step_1.pt is not a zoo checkpoint; name one as zoo:<series>/step_<step>"
+    ]
