@@ -16,11 +16,11 @@
    size of the N demos' frames. A small N shows the fixed cost (mostly one minibatch's activations, some
    100-200 KB per frame of the batch); with two sizes the marginal bytes per demo byte are reported too (1.0 =
    the frames are held once, as uint8).
-3. Demo generation. Frames/s of ``trex.generate_demos``' rollout path (``play_demos``: one-level
-   Procgen envs, one batched policy forward per step, chunk by chunk as ``generate()`` runs them) and of
+3. Demo generation. Frames/s of ``trex.generate_demos``' rollout path (``play_demos``: one vector env whose
+   rows are set to each job's level, one batched policy forward per step, chunk by chunk) and of
    ``generate()`` end to end (plus compressing and writing the demos), against the policy's bare inference
-   (``agent.act`` on random uint8 frames) with the same batch sizes and number of calls, chunk by chunk,
-   and the rate of ``save_demo`` (compressing and writing) on the same demos.
+   (``agent.act`` on random uint8 frames) on full batches (each chunk's size) and the same number of calls,
+   chunk by chunk, and the rate of ``save_demo`` (compressing and writing) on the same demos.
    The rollout keeps stepping finished episodes until the chunk's longest ends; ``batch_use`` is the
    fraction of policy rows that became demo frames.
 

@@ -76,6 +76,9 @@ class Job:
     env: VecEnv | None = None
     """A one-env env standing at an episode's first frame (reset, or just past an episode's end); None: go on
     with the slot's env (cut at ``max_steps``, it stands mid-episode)."""
+    state: bytes | None = None
+    """With a shared vector env: a Procgen state taken at an episode's first frame (``ProcgenVecEnv.get_state``)
+    that the slot's row is set to first, so each row can play any level; None: go on with the row as it stands."""
 
 
 def play_episodes(
@@ -91,8 +94,9 @@ def play_episodes(
 ) -> Iterator[Episode]:
     """Play ``num_slots`` episodes at a time in one batched step loop; yield each whole as it ends (step by step,
     slots in index order within a step). ``next_job(slot, None)`` gives a slot its first job, ``next_job(slot,
-    episode)`` its next one; None: nothing left. The slots are the rows of the vector env ``env``, or (``env``
-    None) each plays on its jobs' one-env envs; the caller builds and closes envs. ``agents(k)`` gives the agent
+    episode)`` its next one; None: nothing left. The slots are the rows of the vector env ``env`` (a job's
+    ``state`` moves its row to another level), or (``env`` None) each plays on its jobs' one-env envs; the caller
+    builds and closes envs. ``agents(k)`` gives the agent
     of ``Job.agent == k``; each step forwards one batch per agent in key order, its state (None or one row per
     slot) kept per slot; actions are then replaced with probability ``Job.epsilon`` by uniform ones from ``rng``.
     With ``idle_act`` a slot with nothing left keeps acting and stepping (its episodes dropped), so the batch
@@ -117,6 +121,9 @@ def play_episodes(
         if job.env is not None:
             assert env is None, "a slot of a shared vector env cannot change envs"
             envs[slot], obs[slot] = job.env, job.env.get_images()[0]
+        if job.state is not None:
+            assert env is not None, "a state is restored on a row of the shared vector env"
+            obs[slot] = env.set_state([job.state], [slot])[0]
         agent_of[slot], active[slot] = job.agent, True
         if job.agent not in loaded:
             agent = agents(job.agent)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import sys
 import time
 import zlib
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -231,44 +231,45 @@ def play_demos(
     deterministic: bool,
     rng: np.random.Generator,
 ) -> Iterator[Episode]:
-    """Play every job, ``num_envs`` at a time (``play_episodes``), each slot on a one-level env of its job's
-    level, taking the next job of the queue when one ends (a batch spans two checkpoints where one's jobs run out);
-    yield each episode (its ``job`` the ``DemoJob``) as it ends. An env whose episode ended by itself has restarted
-    its level (Procgen replays a level exactly from its seed) and is kept for the next job there; one cut at
-    ``max_length`` is closed. ``demonstrator(k)`` loads the agent of ``job.demonstrator == k``; ``rng`` draws
-    the epsilon noise.
+    """Play every job, ``num_envs`` at a time (``play_episodes``), each slot on its row of one vector env, taking
+    the next job of the queue when one ends (a batch spans two checkpoints where one's jobs run out); yield each
+    episode (its ``job`` the ``DemoJob``) as it ends. A job's row is set to the state of its level's first frame,
+    taken once per level from a new one-level env, so it plays exactly as a new env of that level would; one vector
+    env steps every row in one call, where an env per slot took a Python call per slot and step, and a new env per
+    episode. ``demonstrator(k)`` loads the agent of ``job.demonstrator == k``; ``rng`` draws the epsilon noise.
     """
+    if not jobs:
+        return
     queue = deque(jobs)
     num_slots = min(num_envs, len(jobs))
-    lanes: list[ProcgenVecEnv | None] = [None] * num_slots
-    # Envs standing at the start of their level, free for the next job there: level seed -> [env].
-    spare: dict[int, list[ProcgenVecEnv]] = defaultdict(list)
+    starts: dict[int, bytes] = {}  # level seed -> the state of its first frame
+
+    def start_of(level: int) -> bytes:
+        if level not in starts:
+            one = ProcgenVecEnv(one_level_config(env_config, level), "train", num_envs=1)
+            one.reset()
+            [starts[level]] = one.get_state()
+            one.close()
+        return starts[level]
 
     def next_job(slot: int, ended: Episode | None) -> Job | None:
         if ended is not None:
-            assert ended.level_seed == ended.job.level_seed, "a one-level env left its level"
-            if ended.truncated or sum(map(len, spare.values())) >= num_slots:
-                lanes[slot].close()
-            else:
-                spare[ended.level_seed].append(lanes[slot])
-            lanes[slot] = None
+            assert ended.level_seed == ended.job.level_seed, "a row left its level"
         if not queue:
             return None
         job = queue.popleft()
-        if spare[job.level_seed]:
-            lanes[slot] = spare[job.level_seed].pop()
-        else:
-            lanes[slot] = ProcgenVecEnv(one_level_config(env_config, job.level_seed), "train", num_envs=1)
-            lanes[slot].reset()
-        return Job(job, job.demonstrator, job.epsilon, lanes[slot])
+        return Job(job, job.demonstrator, job.epsilon, state=start_of(job.level_seed))
 
+    # Procgen steps the rows in its own threads while torch waits (env_config.num_threads; every row's play is
+    # its own, so the thread count changes no frame).
+    shared = replace(one_level_config(env_config, jobs[0].level_seed), num_threads=env_config.num_threads)
+    env = ProcgenVecEnv(shared, "train", num_envs=num_slots)
     try:
         yield from play_episodes(
-            demonstrator, num_slots, next_job, None, deterministic, max_length, rng=rng, idle_act=False
+            demonstrator, num_slots, next_job, env, deterministic, max_length, rng=rng, idle_act=False
         )
     finally:
-        for env in [e for e in lanes if e is not None] + [e for envs in spare.values() for e in envs]:
-            env.close()
+        env.close()
 
 
 def stable_seed(*parts) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -272,3 +274,33 @@ def test_named_held_out_splits_and_one_game_of_several():
         config.level_range("test@1600")
     with pytest.raises(ValueError, match="starpilot is not one of this run's games"):
         config.for_game("starpilot")
+
+
+def test_a_row_set_to_a_levels_first_state_plays_exactly_as_a_new_env_of_that_level():
+    config = EnvConfig(game="starpilot", num_threads=0)
+    fresh = ProcgenVecEnv(dataclasses.replace(config, start_level=7, num_levels=1), num_envs=1)
+    shared = ProcgenVecEnv(dataclasses.replace(config, start_level=3, num_levels=1), num_envs=3)
+    first = fresh.reset()
+    before = shared.reset()
+    [state] = fresh.get_state()
+    frames = shared.set_state([state], [1])
+    assert np.array_equal(frames[0], first[0])
+    assert np.array_equal(shared.get_images()[0], before[0]) and np.array_equal(shared.get_images()[2], before[2])
+    rng = np.random.default_rng(0)
+    ends = 0
+    for _ in range(400):  # several episodes: a row moved to level 7 restarts level 7, as the new env does
+        action = rng.integers(0, 15)
+        obs_f, rew_f, done_f, info_f = fresh.step(np.array([action]))
+        obs_s, rew_s, done_s, info_s = shared.step(np.array([0, action, 0]))
+        assert np.array_equal(obs_s[1], obs_f[0]) and rew_s[1] == rew_f[0] and done_s[1] == done_f[0]
+        assert info_s[1]["level_seed"] == info_f[0]["level_seed"] == 7 and info_s[0]["level_seed"] == 3
+        ends += int(done_f[0])
+    assert ends >= 2
+    with pytest.raises(ValueError, match="2 states for 1 rows"):
+        shared.set_state([state, state], [0])
+
+
+def test_several_games_have_no_single_state():
+    env = ProcgenVecEnv(EnvConfig(games=["bigfish", "starpilot"], num_envs=2))
+    with pytest.raises(ValueError, match="several games"):
+        env.get_state()
