@@ -585,10 +585,6 @@ def main(argv=None) -> dict:
     return data
 
 
-if __name__ == "__main__":
-    main()
-
-
 def plot_reward_hacking(path: Path, run_dir: Path, title: str) -> bool:
     """The learned and the true return of a learned-reward agent's training episodes over training, on one figure
     (two y-axes): where the learned return climbs while the true return stalls or falls, the agent is exploiting the
@@ -601,3 +597,7 @@ def plot_reward_hacking(path: Path, run_dir: Path, title: str) -> bool:
         path, Curve(*learned, "learned return (optimised)", color="C1"), Curve(*true, "true return"), title
     )
     return True
+
+
+if __name__ == "__main__":
+    main()
