@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--episodes", type=int, default=100, help="held-out episodes per agent (default 100)")
     parser.add_argument("--out", type=Path, required=True, help="folder for summary.md, summary.json and figures")
     args = parser.parse_args(argv)
+    if args.episodes < 1:
+        raise UserError(f"--episodes: {args.episodes}; give at least 1")
     best = {}
     for entry in args.best:
-        if not zoo.is_zoo_entry(entry):
+        if not zoo.is_zoo_entry(entry) or zoo.resolve(entry).is_dir():
             raise UserError(f"--best: {entry} is not a zoo checkpoint; name one as zoo:<series>/step_<step>")
-        best[zoo.series_game(entry[len(zoo.PREFIX) :].partition("/")[0])] = entry
+        best[zoo.series_game(zoo.resolve(entry).parent.name)] = entry
 
     games: dict[str, dict] = {}
     for run in args.runs:

@@ -50,10 +50,19 @@ def test_an_agent_is_evaluated_and_set_beside_random_best_demonstrator_and_true_
     assert "| agent on the learned reward, starpilot-seed0 | 507,904 |" in (out / "summary.md").read_text()
 
 
-def test_a_best_demonstrator_outside_the_zoo_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--best", "runs/ppo/step_1.pt"], "--best: runs/ppo/step_1.pt is not a zoo checkpoint; name one as"),
+        (["--best", "zoo:starpilot"], "--best: zoo:starpilot is not a zoo checkpoint"),
+        (["--best", "zoo:nosuch/step_1"], "zoo:nosuch/step_1: the zoo has no 'nosuch' series"),
+        (["--best", "zoo:starpilot/step_000000000", "--episodes", "0"], "--episodes: 0; give at least 1"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
-        _script().main(["--runs", str(tmp_path), "--best", "runs/ppo/step_1.pt", "--out", str(tmp_path / "o")])
+        _script().main(["--runs", str(tmp_path), *argv, "--out", str(tmp_path / "o")])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: --best: runs/ppo/step_1.pt is not a zoo checkpoint; name one as zoo:<series>/step_<step>"
-    ]
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {message}")
+    assert not (tmp_path / "o").exists()
