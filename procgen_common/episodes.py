@@ -96,9 +96,9 @@ def play_episodes(
     slots in index order within a step). ``next_job(slot, None)`` gives a slot its first job, ``next_job(slot,
     episode)`` its next one; None: nothing left. The slots are the rows of the vector env ``env`` (a job's
     ``state`` moves its row to another level), or (``env`` None) each plays on its jobs' one-env envs; the caller
-    builds and closes envs. ``agents(k)`` gives the agent
-    of ``Job.agent == k``; each step forwards one batch per agent in key order, its state (None or one row per
-    slot) kept per slot; actions are then replaced with probability ``Job.epsilon`` by uniform ones from ``rng``.
+    builds and closes envs. ``agents(k)`` gives the agent of ``Job.agent == k``; each step forwards one batch per
+    agent in key order, its state (None or one row per slot) kept per slot; actions are then replaced with
+    probability ``Job.epsilon`` by uniform ones from ``rng``.
     With ``idle_act`` a slot with nothing left keeps acting and stepping (its episodes dropped), so the batch
     keeps one shape and sampled actions do not depend on when slots finish; without, it leaves the batch.
     """
