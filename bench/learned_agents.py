@@ -1,9 +1,10 @@
 """Agents trained on learned T-REX rewards, against the zoo series their demonstrations came from.
 
-    python bench/learned_agents.py --runs RUN [RUN ...] --best zoo:<series>/step_<step> [...] --out DIR
+    python bench/learned_agents.py --runs RUN [RUN ...] --best zoo:<series>/step_<step> [...] [--step STEP] --out DIR
 
 Each ``RUN`` is a run folder of ``policies.train`` (or what ``bench/learned_agents_gpu.sh`` sent back: its series
-checkpoints ``step_*.pt`` and ``progress.csv`` in one folder). Its newest checkpoint plays ``--episodes`` held-out
+checkpoints ``step_*.pt`` and ``progress.csv`` in one folder). Its newest checkpoint (or the one at series step
+``--step``, to compare runs that went on for different budgets at one step) plays ``--episodes`` held-out
 episodes (levels after the training range, evaluation seed 0: the episodes the zoo's own table was measured on), and
 is set beside three references of its game from the zoo's ``evaluation.json``: a random policy (the series' step 0),
 the best demonstrator the reward learned from (``--best``, one per game) and PPO on the true reward at the nearest
@@ -28,12 +29,19 @@ from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.evaluation import default_eval_path, evaluate_checkpoint
 
 
-def newest_checkpoint(run: Path) -> Path:
+def run_checkpoint(run: Path, step: int | None = None) -> Path:
+    """The run's newest series checkpoint, or the one at series step ``step``."""
     folder = run / "checkpoints" if (run / "checkpoints").is_dir() else run
     files = sorted(folder.glob("step_*.pt"))
     if not files:
         raise UserError(f"--runs: {run} holds no step_*.pt checkpoint")
-    return files[-1]
+    if step is None:
+        return files[-1]
+    at_step = [f for f in files if int(f.stem.removeprefix("step_")) == step]
+    if not at_step:
+        steps = ", ".join(str(int(f.stem.removeprefix("step_"))) for f in files)
+        raise UserError(f"--step: {run} has no checkpoint at step {step}; it has {steps}")
+    return at_step[0]
 
 
 def held_out(checkpoint: Path, episodes: int) -> dict:
@@ -72,6 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--best", nargs="+", required=True, help="the best demonstrator of each game's ladder: zoo:<series>/step_<step>"
     )
+    parser.add_argument(
+        "--step", type=int, help="evaluate every run's checkpoint at this series step (default: each run's newest)"
+    )
     parser.add_argument("--episodes", type=int, default=100, help="held-out episodes per agent (default 100)")
     parser.add_argument("--out", type=Path, required=True, help="folder for summary.md, summary.json and figures")
     args = parser.parse_args(argv)
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     games: dict[str, dict] = {}
     for run in args.runs:
-        checkpoint = newest_checkpoint(run)
+        checkpoint = run_checkpoint(run, args.step)
         game = load_checkpoint(checkpoint)["config"]["env"]["game"]
         if game not in best:
             raise UserError(f"--best: no best demonstrator of {game} (for {run}); give zoo:<series>/step_<step>")

@@ -50,6 +50,34 @@ def test_an_agent_is_evaluated_and_set_beside_random_best_demonstrator_and_true_
     assert "| agent on the learned reward, starpilot-seed0 | 507,904 |" in (out / "summary.md").read_text()
 
 
+def test_step_picks_the_checkpoint_at_that_series_step_and_a_missing_one_is_one_line(tmp_path, capsys):
+    run = tmp_path / "starpilot-seed0"
+    run.mkdir()
+    for name in ("step_000000000.pt", "step_000507904.pt"):
+        shutil.copy(REPO / "zoo" / "starpilot" / name, run / name)
+    (run / "progress.csv").write_text("step,charts/episodic_return,charts/learned_return\n16384,1.0,0.5\n")
+    argv = [
+        "--runs",
+        str(run),
+        "--best",
+        "zoo:starpilot/step_001015808",
+        "--episodes",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    games = _script().main([*argv, "--step", "0"])
+    [agent] = games["starpilot"]["agents"]
+    assert agent["step"] == 0 and (run / "eval" / "step_000000000-test.json").is_file()
+    assert not (run / "eval" / "step_000507904-test.json").exists()  # the newest was not played
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        _script().main([*argv, "--step", "1000"])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == f"error: --step: {run} has no checkpoint at step 1000; it has 0, 507904"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
