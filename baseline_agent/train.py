@@ -17,7 +17,6 @@ state the rollout began with (truncated backpropagation through time).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +27,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from baseline_agent.ppo import PPOConfig, RewardScaler, compute_gae, explained_variance, ppo_loss
-from procgen_common.cli import config_parser, main_guard
-from procgen_common.config import Checked, bounded, load_config
+from procgen_common.cli import main_guard, train_main
+from procgen_common.config import Checked, bounded
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE, EnvConfig
 from procgen_common.logger import LogConfig
 from procgen_common.networks import ActorCritic, ModelConfig, PolicyNet, sample_actions
@@ -325,18 +324,14 @@ ranked demonstrations from. Writes config.yaml, progress.csv, tb/ and checkpoint
 
 @main_guard
 def main(argv: list[str] | None = None) -> None:
-    parser = config_parser(
+    train_main(
         "python -m baseline_agent.train",
         DESCRIPTION,
         Config,
         "python -m baseline_agent.train -c configs/cpu.yaml env.game=coinrun train.total_steps=2000000",
+        train,
+        argv,
     )
-    args = parser.parse_args(argv)
-    config = load_config(Config, args.config, args.overrides)
-    if not config.env.held_out:
-        print("note: env.num_levels=0 trains on the full level distribution, so no level is held out", file=sys.stderr)
-    run_dir = train(config)
-    print(f"done: {run_dir}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ every algorithm.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,8 +27,8 @@ from policies.ppo_gru import GRUConfig
 from policies.rainbow import RainbowConfig
 from policies.registry import ALGORITHMS
 from policies.reward_wrapper import RewardConfig, reward_wrapper
-from procgen_common.cli import config_parser, main_guard
-from procgen_common.config import Checked, load_config
+from procgen_common.cli import main_guard, train_main
+from procgen_common.config import Checked
 from procgen_common.runs import pick_device
 
 Algo = Literal[tuple(ALGORITHMS)]
@@ -178,18 +177,14 @@ progress.csv, tb/ and checkpoints/ to run.dir; evaluate the result with `python 
 
 @main_guard
 def main(argv: list[str] | None = None) -> None:
-    parser = config_parser(
+    train_main(
         "python -m policies.train",
         DESCRIPTION,
         Config,
         "python -m policies.train -c configs/policy-ppo-learned.yaml reward.model=runs/trex-starpilot-trex-seed0",
+        train,
+        argv,
     )
-    args = parser.parse_args(argv)
-    config = load_config(Config, args.config, args.overrides)
-    if not config.env.held_out:
-        print("note: env.num_levels=0 trains on the full level distribution, so no level is held out", file=sys.stderr)
-    run_dir = train(config)
-    print(f"done: {run_dir}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from procgen_common.checkpoint import CheckpointError
-from procgen_common.config import ConfigError, describe
+from procgen_common.config import ConfigError, describe, load_config
 
 
 class UserError(ValueError):
@@ -89,3 +89,12 @@ def config_parser(prog: str, description: str, config_cls: type, example: str) -
     )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. env.game=coinrun")
     return parser
+
+
+def train_main(prog: str, description: str, config_cls: type, example: str, train: Callable, argv: list[str] | None):
+    """A trainer's entry point: ``prog -c CONFIG [key=value ...]``, then ``train(config)``; prints the run folder."""
+    args = config_parser(prog, description, config_cls, example).parse_args(argv)
+    config = load_config(config_cls, args.config, args.overrides)
+    if not config.env.held_out:
+        print("note: env.num_levels=0 trains on the full level distribution, so no level is held out", file=sys.stderr)
+    print(f"done: {train(config)}")
