@@ -9,7 +9,8 @@
 # SITE_TAR (optional): a tar.xz of site-packages unpacked to /tmp/site first, for a machine without the suite's
 # dependencies. DEVICE: cuda (default) or cpu, to rehearse the script. EXTRA: more overrides for every run (e.g.
 # reward.center=false). EVAL_EPISODES (optional): the newest checkpoint of each run also plays that many held-out
-# episodes on the device (evaluation seed 0), sent back in eval/ where bench/learned_agents.py reads it as its cache.
+# episodes on the device (evaluation seed 0), sent back in eval/ where bench/learned_agents.py reads it as its cache;
+# it runs after DEADLINE (about 10 s a run on an H100 for 100 episodes), so leave it that time.
 T0=$(date +%s)
 if [ -n "$SITE_TAR" ]; then
   mkdir -p /tmp/site && tar -C /tmp/site -xJf "$SITE_TAR" || exit 3
