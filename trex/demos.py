@@ -128,17 +128,17 @@ class Demo:
                 )
 
 
-# Zstandard level 3 (its default) on the whole uncompressed .npz: on 100 starpilot demos it wrote ~26,000 frames/s and
-# shrank them to 0.10 of their size, where zlib level 1 (the former format) wrote ~4,500 frames/s at 0.48; compressing
-# no longer bounds demo generation (bench/trex_speed.py).
-ZSTD_LEVEL = 3
+# Zstandard level 1 on the whole uncompressed .npz: on 60 starpilot demos it compressed ~66,000 frames/s to 0.10 of
+# their size, level 3 (its default) ~39,000 frames/s to the same 0.10, and zlib level 1 (the former format) wrote ~4,500
+# frames/s at 0.48 (bench/trex_speed.py).
+ZSTD_LEVEL = 1
 SUFFIX = ".npz.zst"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # how every Zstandard frame begins (RFC 8878)
 
 
-def save_demo(path: str | Path, demo: Demo) -> None:
-    """Write a demo (atomically) as an uncompressed ``.npz`` inside one Zstandard frame; its metadata rides along
-    as JSON text. Decompressed, the file is what ``np.savez`` writes; ``np.load`` reads it without pickles."""
+def encode_demo(demo: Demo) -> bytes:
+    """A demo's file contents: an uncompressed ``.npz`` inside one Zstandard frame, its metadata riding along as
+    JSON text. Decompressed, it is what ``np.savez`` writes; ``np.load`` reads it without pickles."""
     buffer = io.BytesIO()
     np.savez(
         buffer,
@@ -147,7 +147,12 @@ def save_demo(path: str | Path, demo: Demo) -> None:
         rewards=demo.rewards,
         info=np.array(json.dumps(dataclasses.asdict(demo.info))),
     )
-    atomic_write_bytes(path, zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(buffer.getbuffer()))
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(buffer.getbuffer())
+
+
+def save_demo(path: str | Path, demo: Demo, encoded: bytes | None = None) -> None:
+    """Write a demo (atomically) as ``encode_demo`` makes it; ``encoded``: that, where the caller has it already."""
+    atomic_write_bytes(path, encode_demo(demo) if encoded is None else encoded)
 
 
 def load_demo(path: str | Path) -> Demo:

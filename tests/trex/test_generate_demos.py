@@ -131,11 +131,11 @@ def test_a_failed_write_leaves_an_index_of_complete_demos_and_a_rerun_finishes(
 ):
     writes = []
 
-    def failing_save(path, demo):
+    def failing_save(path, demo, encoded=None):
         writes.append(path)
         if len(writes) == 3:
             raise OSError("disk full")
-        save_demo(path, demo)
+        save_demo(path, demo, encoded)
 
     def checked_write_index(folder, infos):
         assert all((folder / i.file).is_file() for i in infos), "index.csv lists a demo whose file is not written"
