@@ -71,39 +71,6 @@ def test_trex_speed_measures_every_part_against_its_bound(synthetic_demos, demon
     assert memory["demo_bytes"] == 40 * 30 * 64 * 64 * 3 and memory["peak_increase"] > 0
 
 
-def test_trex_quality_trains_evaluates_summarises_and_resumes(demonstrator_run, tmp_path):
-    quality = _script("trex_quality")
-    argv = [
-        "--runs",
-        f"starpilot={demonstrator_run}",
-        "--num-demos=16",
-        "--seeds=0",
-        "--train-levels=4",
-        "--test-levels=2",
-        "--demo-config",
-        str(REPO / "configs" / "trex-cpu.yaml"),
-        "--demo-option=torch_threads=1",
-        f"--out={tmp_path}",
-        *TINY_REWARD,
-        "train.epochs=1",
-        "train.torch_threads=1",
-    ]
-    summary = quality.main(argv)
-    torch.set_num_threads(1)
-    game = summary["games"]["starpilot"]
-    # 2 checkpoints x 4 levels x 2 episodes (enough for 16 demos), and 2 checkpoints x 2 held-out levels.
-    assert game["train_demos"]["demos"] == 16 and game["test_demos"]["demos"] == 4
-    cell = game["cells"]["off"][16]
-    assert cell["seeds"] == 1 and set(cell) >= {"learned", "episode_length", "untrained_net", "beats_length"}
-    assert cell["learned"]["pair_accuracy"]["n"] == 1
-    assert (tmp_path / "summary.md").read_text().startswith("| game | start prior |")
-
-    metrics = tmp_path / "starpilot" / "prior-off" / "n16-seed0" / "eval" / "metrics.json"
-    written = metrics.stat().st_mtime_ns
-    again = quality.main(argv)  # everything exists: nothing is played or trained again
-    assert metrics.stat().st_mtime_ns == written and again["games"] == summary["games"]
-
-
 def test_trex_levers_runs_both_ladders_and_every_variant(demonstrator_run, tmp_path):
     checkpoints = sorted((demonstrator_run / "checkpoints").glob("step_*.pt"))
     args = [
