@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from procgen_common.checkpoint import atomic_write_text
-from procgen_common.cli import main_guard
+from procgen_common.cli import UserError, main_guard
 from procgen_common.config import load_config, read_yaml
 from procgen_common.env import OBS_SHAPE, ProcgenVecEnv, one_level_config
 from procgen_common.runs import pick_device, use_threads
@@ -470,6 +470,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.memory_child:
         print(json.dumps(memory_child(json.loads(args.memory_child))))
         return {}
+    if args.gen_repeats < 1:
+        raise UserError(f"--gen-repeats: {args.gen_repeats}; give at least 1 end-to-end run")
     torch.set_num_threads(args.threads)
     results: dict = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

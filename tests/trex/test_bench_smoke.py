@@ -110,6 +110,13 @@ def test_trex_levers_runs_both_ladders_and_every_variant(demonstrator_run, tmp_p
     assert "| noise-episode | noise | 1 |" in (tmp_path / "summary-starpilot.md").read_text()
 
 
+def test_trex_speed_refuses_zero_repeats_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _script("trex_speed").main(["--generation-only", "--gen-repeats=0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --gen-repeats: 0; give at least 1 end-to-end run"]
+
+
 def test_reward_per_frame_prints_every_rung_and_the_frames_that_earn_points(synthetic_demos, tmp_path, capsys):
     from trex.reward_net import RewardNetConfig, save_untrained_reward_net
 
