@@ -24,8 +24,9 @@ return and normalised score, with 95% percentile bootstrap CIs (rliable's method
 reinforcement learning at the edge of the statistical precipice"). Beside them, linked from summary.md, the figures
 (``procgen_common.figures``): ``spearman_vs_demos.png``, the held-out Spearman of the learned return and of its two
 baselines against the number of demos per game when the cells vary it (``spearman.png``, per cell, otherwise), and
-``returns.png``, every policy's held-out return per cell. Cells whose pipeline stops at the reward model
-(``until=reward`` among the overrides) are finished when that stage is and give the reward model's metrics alone.
+``returns.png``, every policy's held-out return per cell. With ``until=reward`` the cells stop at the reward model,
+are finished when that stage is and give the reward model's metrics alone; the same sweep rerun with ``until=null``
+reuses those stages and adds the agents and their evaluation.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from typing import Any, Union
 import numpy as np
 
 from experiments.pipeline import Config as ExperimentConfig
-from experiments.pipeline import check_devices, check_is_experiment, plan, read_record, run_pipeline, stages
+from experiments.pipeline import StageName, check_devices, check_is_experiment, plan, read_record, run_pipeline, stages
 from procgen_common import figures
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import USER_ERRORS, OneLineParser, UserError, main_guard
@@ -73,7 +74,7 @@ from procgen_common.stats import iqm, mean, stratified_bootstrap_ci
 Scalar = Union[bool, int, float, str]  # noqa: UP007 - a typing.Union, which procgen_common.config reads
 GridValue = Union[bool, int, float, str, list[Scalar], None]  # noqa: UP007
 
-SWEEP_KEYS = {"seed": "from seeds", "dir": "<out>/<cell>/seed<S>"}
+SWEEP_KEYS = {"seed": "from seeds", "dir": "<out>/<cell>/seed<S>", "until": "from the sweep's until"}
 # The sections whose torch_threads a cell pins to its CPUs where the config leaves it at 0 (one thread per core):
 # several cells on one machine would otherwise each take every core.
 THREAD_KEYS = ("demonstrator.train", "demos", "reward.train", "agent.train")
@@ -153,6 +154,10 @@ class Config(Checked):
     different keys. Empty = the grid alone."""
     seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds of every cell (the pipeline's seed)."""
+    until: StageName | None = None
+    """The last stage every cell runs (the pipeline's until), e.g. reward for a study of reward models alone; null =
+    every stage. Not part of a cell's folder name: the same sweep run again with until=null adds the remaining
+    stages to the finished cells."""
     out: str = "experiments/sweep"
     """Sweep folder: one subfolder per cell, summary.csv, summary.md and its figures (PNG)."""
     ray: RayConfig = field(default_factory=RayConfig)
@@ -301,6 +306,8 @@ def grid_cells(config: Config) -> list[Cell]:
 def base_data(config: Config) -> dict:
     """The base experiment config as a mapping, with the sweep's overrides applied."""
     data = read_yaml(config.experiment)
+    if data.get("until") is not None:
+        raise ConfigError(f"until: set in {config.experiment}; leave it out there and set the sweep's until instead")
     for text in config.overrides:
         keys, value = parse_override(text)
         node_at(data, keys[:-1], f"overrides: {text!r}")[keys[-1]] = value
@@ -321,7 +328,7 @@ def cell_config(config: Config, cell: Cell, base: dict) -> ExperimentConfig:
         node = node_at(data, section.split("."), section)
         if not node.get("torch_threads"):
             node["torch_threads"] = threads
-    data["seed"], data["dir"] = cell.seed, str(cell.folder)
+    data["seed"], data["dir"], data["until"] = cell.seed, str(cell.folder), config.until
     where = f"in {config.experiment} with the sweep's overrides, cells and grid, cell {cell.where}"
     return from_dict(ExperimentConfig, data, where)
 
@@ -630,6 +637,10 @@ def overrides_text(overrides: list[str]) -> str:
     return " with " + " ".join(f"`{o}`" for o in overrides)
 
 
+def until_text(config: Config) -> str:
+    return "" if config.until is None else f", every cell until `{config.until}`"
+
+
 def cells_text(config: Config) -> str:
     if not config.cells:
         return ""
@@ -648,7 +659,8 @@ def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, s
     lines = [
         f"# Sweep: {len(cells)} cells x seeds {seeds}",
         "",
-        f"Base experiment `{config.experiment}`{overrides_text(config.overrides)}; {cells_text(config)}"
+        f"Base experiment `{config.experiment}`{overrides_text(config.overrides)}{until_text(config)}; "
+        f"{cells_text(config)}"
         f"grid {', '.join(f'{a.key} in {a.values}' for a in config.grid) or 'none'}. Per cell over its seeds: mean "
         "[95% percentile bootstrap CI over seeds] (rliable's method; Agarwal et al. 2021); `runs` counts the seeds "
         "with a result. One seed gives no interval: a claim rests on several.",

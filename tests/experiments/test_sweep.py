@@ -143,7 +143,7 @@ def test_a_killed_sweep_rerun_skips_its_finished_cells_and_gives_the_uninterrupt
     where an uninterrupted run passes."""
     _, reference_out, _ = sweep
     grid = {"demos.max_length": [100, 200], "reward.train.learning_rate": [0.001]}
-    path = write_sweep(tmp_path, tmp_path / "out", grid=grid, more=("until=reward",), ray={"num_cpus": 1})
+    path = write_sweep(tmp_path, tmp_path / "out", grid=grid, until="reward", ray={"num_cpus": 1})
     config = load_config(Config, path)
     cells = grid_cells(config)
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
@@ -249,6 +249,25 @@ def test_the_grid_reads_dotted_and_nested_keys_and_the_command_line_wins(tmp_pat
     assert not (tmp_path / "out").exists()  # planning writes nothing
     with pytest.raises(ConfigError, match="grid.seed: set by the sweep"):
         load_config(Config, path, ["grid.seed=[1,2]"])
+
+
+def test_the_sweeps_until_reaches_every_cell_and_leaves_the_folders_as_they_are(tmp_path):
+    """until=reward stops every cell's pipeline at the reward model; until=null (the same sweep run again to add the
+    agents) plans the same folders with every stage. until belongs to the sweep: in the overrides or the base
+    config it is one line saying so."""
+    path = write_sweep(tmp_path, tmp_path / "out", until="reward")
+    reward_only = plan_cells(load_config(Config, path))
+    everything = plan_cells(load_config(Config, path, ["until=null"]))
+    assert [p.config.until for p in reward_only] == ["reward"] * 4
+    assert [p.config.until for p in everything] == [None] * 4
+    assert [p.config.dir for p in reward_only] == [p.config.dir for p in everything]
+    assert all("until" not in p.cell.name for p in everything)
+    with pytest.raises(ConfigError, match="overrides: until is set by the sweep"):
+        load_config(Config, path, ["overrides=[until=reward]"])
+    base = tmp_path / "base.yaml"
+    base.write_text((REPO / "configs" / "quickstart.yaml").read_text() + "until: reward\n")
+    with pytest.raises(ConfigError, match=f"until: set in {base}; leave it out there"):
+        plan_cells(load_config(Config, path, [f"experiment={base}"]))
 
 
 CELLS = [{"env.game": "starpilot", "demos": {"max_length": 100}}, {"env.game": "fruitbot"}]  # dotted and nested
