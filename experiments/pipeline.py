@@ -300,24 +300,33 @@ def best_demonstrator(demos_dir: Path) -> tuple[Path, float, int]:
 
 def evaluate_policies(config: Config, root: Path) -> dict:
     """Random policy, best demonstrator checkpoint and both agents on the same held-out episodes."""
-    e, out = config.evaluation, root / "evaluation"
     best, train_mean, train_count = best_demonstrator(root / "demos")
     policies = {
         "best demonstrator": best,
         "agent, true reward": true_reward_run(config),
         "agent, learned reward": root / "agent-learned",
     }
-    settings = (e.episodes, config.seed, e.deterministic, e.num_envs)
-    summary, results = evaluate_agent(RandomAgent(config.seed), config.env, "test", *settings, "random")
+    # games: a multi-game zoo demonstrator plays the experiment's game only (a no-op for one-game agents).
+    out = root / "evaluation"
+    rows = evaluate_held_out(policies, config.env, config.evaluation, config.seed, out, [config.env.game])
+    rows["best demonstrator"] |= {"demo_train_mean_return": train_mean, "demo_train_episodes": train_count}
+    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def evaluate_held_out(
+    policies: dict[str, Path], env: EnvConfig, e: EvaluationConfig, seed: int, out: Path, games: list[str] | None = None
+) -> dict:
+    """A uniform random policy and every saved policy (name -> checkpoint or run folder) on the same held-out
+    episodes; writes each one's results (``<out>/<name>.json`` and .csv) and returns their rows by name."""
+    settings = (e.episodes, seed, e.deterministic, e.num_envs)
+    summary, results = evaluate_agent(RandomAgent(seed), env, "test", *settings, "random")
     write_evaluation(summary, results, out / "random.json")
     rows = {"random": summary | {"policy": "random", "file": str(out / "random.json")}}
     for policy, path in policies.items():
         file = out / f"{policy.replace(', ', '-').replace(' ', '_')}.json"
-        # games: a multi-game zoo demonstrator plays the experiment's game only (a no-op for one-game agents).
-        summary, _ = evaluate_checkpoint(path, "test", *settings, out=file, games=[config.env.game])
+        summary, _ = evaluate_checkpoint(path, "test", *settings, out=file, games=games)
         rows[policy] = summary | {"policy": policy, "file": str(file)}
-    rows["best demonstrator"] |= {"demo_train_mean_return": train_mean, "demo_train_episodes": train_count}
-    atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
     return rows
 
 
@@ -691,8 +700,18 @@ def check_is_experiment(root: Path) -> None:
 
 def run_stages(config: Config, root: Path, all_stages: list) -> Path:
     """The body of ``run_pipeline``, run while holding the experiment folder's lock."""
-    planned = plan(all_stages, root)
     save_config(config, root / "config.yaml")
+    times = run_recorded(all_stages, root)
+    start = time.monotonic()
+    path = write_report(config, root, times)
+    print(f"report: {path} (written in {time.monotonic() - start:.0f} s)", file=sys.stderr)
+    return path
+
+
+def run_recorded(all_stages: list[Stage], root: Path) -> dict[str, float]:
+    """Run every stage not finished with today's settings, each leaving ``<root>/stages/<name>.json``; returns each
+    stage's seconds (a skipped stage's from its record)."""
+    planned = plan(all_stages, root)
     times: dict[str, float] = {}
     for number, stage in enumerate(all_stages, 1):
         settings, stage_digest, record = planned[stage.name]
@@ -706,10 +725,7 @@ def run_stages(config: Config, root: Path, all_stages: list) -> Path:
         times[stage.name] = time.monotonic() - start
         record = {"digest": stage_digest, "elapsed_s": times[stage.name], "settings": settings}
         atomic_write_text(root / "stages" / f"{stage.name}.json", json.dumps(record, indent=1, default=str) + "\n")
-    start = time.monotonic()
-    path = write_report(config, root, times)
-    print(f"report: {path} (written in {time.monotonic() - start:.0f} s)", file=sys.stderr)
-    return path
+    return times
 
 
 DESCRIPTION = """Run the whole T-REX experiment: a PPO demonstrator and its checkpoint series, demonstrations on a few

@@ -1,19 +1,21 @@
-"""Study grids on Ray: games x seeds x any config values, each cell one T-REX experiment.
+"""Study grids on Ray: games x seeds x any config values, each cell one T-REX experiment or one agent.
 
     python -m experiments.sweep -c configs/sweep-quickstart.yaml [key=value ...] [--address ADDR] [--aggregate-only]
 
-A sweep config names a base experiment config (``experiments.pipeline``'s) with overrides, a grid (dotted key ->
-list of values), explicit cells where a product does not fit (each a mapping of dotted key -> value, crossed with
-the grid) and seeds. Every cell, one combination of values and one seed, is one pipeline run in its own folder
-named by its values, ``<out>/<key>=<value>,.../seed<S>``. The cells run as Ray tasks (Moritz et al. 2018,
-"Ray: a distributed framework for emerging AI applications"), each declaring its CPUs (and GPU fraction): on a
-local Ray instance using this machine's cores, or on a running Ray cluster given its address (``--address`` or
-``ray.address``); every node then reads and writes the cell folders, so a cluster needs a filesystem shared at the
-same path.
+A sweep config names an entry point and its base config with overrides, a grid (dotted key -> list of values),
+explicit cells where a product does not fit (each a mapping of dotted key -> value, crossed with the grid) and seeds.
+Every cell, one combination of values and one seed, runs in its own folder named by its values,
+``<out>/<key>=<value>,.../seed<S>``: with ``entry: experiments.pipeline`` (the default) the whole T-REX experiment;
+with ``entry: policies.train`` one agent (``<cell>/agent/``, on the game's or a learned reward), whose final policy
+then plays the held-out levels beside a uniform random policy (``<cell>/evaluation/``; both recorded as the
+pipeline records its stages). The cells run as Ray tasks (Moritz et al. 2018, "Ray: a distributed framework for
+emerging AI applications"), each declaring its CPUs (and GPU fraction): on a local Ray instance using this machine's
+cores, or on a running Ray cluster given its address (``--address`` or ``ray.address``); every node then reads and
+writes the cell folders, so a cluster needs a filesystem shared at the same path.
 
-Before any cell starts, every cell's pipeline config is built and checked (a bad grid or cell key or value stops the
-sweep with one line naming the cell and the key) and every cell folder planned: a cell whose pipeline finished with
-these settings is skipped, an unfinished one resumes (the pipeline resumes its stages), and one whose folder holds
+Before any cell starts, every cell's config is built and checked (a bad grid or cell key or value stops the
+sweep with one line naming the cell and the key) and every cell folder planned: a cell whose stages finished with
+these settings is skipped, an unfinished one resumes (from its stages' checkpoints), and one whose folder holds
 results made with other settings stops the sweep. A cell that fails is reported with its one-line error while the
 others go on; the exit status is 1 when any cell failed. Each cell's output goes to ``<cell>/sweep.log``.
 
@@ -46,12 +48,26 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 
 from experiments.pipeline import Config as ExperimentConfig
-from experiments.pipeline import StageName, check_devices, check_is_experiment, plan, read_record, run_pipeline, stages
+from experiments.pipeline import (
+    EvaluationConfig,
+    Stage,
+    StageName,
+    check_devices,
+    check_is_experiment,
+    evaluate_held_out,
+    plan,
+    read_record,
+    run_pipeline,
+    run_recorded,
+    stages,
+)
+from policies.train import Config as AgentConfig
+from policies.train import train as train_agent
 from procgen_common import figures
 from procgen_common.checkpoint import atomic_write_text
 from procgen_common.cli import USER_ERRORS, OneLineParser, UserError, main_guard
@@ -68,24 +84,30 @@ from procgen_common.config import (
     save_config,
 )
 from procgen_common.logger import close_bar, progress_bar
-from procgen_common.runs import FolderLock
+from procgen_common.runs import FolderLock, pick_device
 from procgen_common.stats import iqm, mean, stratified_bootstrap_ci
 
 Scalar = Union[bool, int, float, str]  # noqa: UP007 - a typing.Union, which procgen_common.config reads
 GridValue = Union[bool, int, float, str, list[Scalar], None]  # noqa: UP007
 
-SWEEP_KEYS = {"seed": "from seeds", "dir": "<out>/<cell>/seed<S>", "until": "from the sweep's until"}
+Entry = Literal["experiments.pipeline", "policies.train"]
+# Per entry point, the keys of a cell's config the sweep sets itself, and from what.
+SWEEP_KEYS = {
+    "experiments.pipeline": {"seed": "from seeds", "dir": "<out>/<cell>/seed<S>", "until": "from the sweep's until"},
+    "policies.train": {"train.seed": "from seeds", "run.dir": "<out>/<cell>/seed<S>/agent", "train.resume": "on"},
+}
 # The sections whose torch_threads a cell pins to its CPUs where the config leaves it at 0 (one thread per core):
 # several cells on one machine would otherwise each take every core.
-THREAD_KEYS = ("demonstrator.train", "demos", "reward.train", "agent.train")
+THREAD_KEYS = {
+    "experiments.pipeline": ("demonstrator.train", "demos", "reward.train", "agent.train"),
+    "policies.train": ("train",),
+}
 
 
 def check_key(key: str) -> None:
-    """A grid or cell key must be a dotted config key the sweep does not set itself (ValueError naming it)."""
+    """A grid or cell key must be a dotted config key (ValueError naming it)."""
     if not key.strip() or any(not part for part in key.split(".")):
         raise ValueError(f"key: {key!r} is not a dotted config key; write e.g. env.game")
-    if key in SWEEP_KEYS:
-        raise ValueError(f"{key}: set by the sweep ({SWEEP_KEYS[key]}); leave it out of the grid and the cells")
 
 
 @dataclass(frozen=True)
@@ -138,10 +160,15 @@ class RayConfig(Checked):
 class Config(Checked):
     """A sweep (experiments.sweep): cells = grid values x seeds, each one experiments.pipeline run."""
 
+    entry: Entry = "experiments.pipeline"
+    """What each cell runs: experiments.pipeline (the whole T-REX experiment), or policies.train (one agent on the
+    true or a learned reward, whose final policy then plays the held-out levels beside a uniform random policy,
+    evaluation.*)."""
     experiment: str = "configs/quickstart.yaml"
-    """The base experiment config (experiments.pipeline's YAML) every cell starts from."""
+    """The base config every cell starts from: the entry point's YAML (configs/quickstart.yaml for the pipeline, a
+    policies.train preset such as configs/policy-ppo-env.yaml)."""
     overrides: list[str] = field(default_factory=list)
-    """key=value overrides of the base config shared by every cell (as on the pipeline's command line)."""
+    """key=value overrides of the base config shared by every cell (as on the entry point's command line)."""
     grid: list[Axis] = field(default_factory=list)
     """The grid: a mapping of dotted keys (or nested sections) to lists of values, e.g. {env.game: [starpilot,
     fruitbot], demos.num_train_levels: [5, 10]}; on the command line grid.env.game=[starpilot,fruitbot]. Every
@@ -155,9 +182,11 @@ class Config(Checked):
     seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds of every cell (the pipeline's seed)."""
     until: StageName | None = None
-    """The last stage every cell runs (the pipeline's until), e.g. reward for a study of reward models alone; null =
-    every stage. Not part of a cell's folder name: the same sweep run again with until=null adds the remaining
-    stages to the finished cells."""
+    """The last stage every pipeline cell runs (the pipeline's until), e.g. reward for a study of reward models
+    alone; null = every stage. Not part of a cell's folder name: the same sweep run again with until=null adds the
+    remaining stages to the finished cells."""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    """The held-out evaluation of policies.train cells (a pipeline cell's is its own evaluation section)."""
     out: str = "experiments/sweep"
     """Sweep folder: one subfolder per cell, summary.csv, summary.md and its figures (PNG)."""
     ray: RayConfig = field(default_factory=RayConfig)
@@ -198,11 +227,23 @@ class Config(Checked):
                 raise ValueError(f"cells[{number}]: {both[0]} is also a grid key; set it in the cells or in the grid")
         if not self.out.strip():
             raise ValueError("out: empty; name the sweep folder (e.g. out=experiments/my-sweep)")
+        if self.entry == "policies.train" and self.until is not None:
+            raise ValueError(f"until: {self.until!r}; a policies.train cell has no pipeline stages to stop after")
+        if self.entry == "experiments.pipeline" and self.evaluation != EvaluationConfig():
+            raise ValueError("evaluation: for policies.train cells; a pipeline cell's is overrides=[evaluation.*=...]")
+        sweep_keys = SWEEP_KEYS[self.entry]
         for text in self.overrides:
             keys_, _ = parse_override(text)
             key = ".".join(keys_)
-            if key in SWEEP_KEYS:
-                raise ValueError(f"overrides: {key} is set by the sweep ({SWEEP_KEYS[key]}); leave it out")
+            if key in sweep_keys:
+                raise ValueError(f"overrides: {key} is set by the sweep ({sweep_keys[key]}); leave it out")
+        settings = [(f"grid.{a.key}", a.key) for a in self.grid]
+        settings += [(f"cells[{n}].{s.key}", s.key) for n, cell in enumerate(self.cells) for s in cell]
+        for where, key in settings:
+            if key in sweep_keys:
+                raise ValueError(
+                    f"{where}: set by the sweep ({sweep_keys[key]}); leave it out of the grid and the cells"
+                )
 
 
 def read_cells(cells: Any, where: str) -> list[list[Setting]]:
@@ -314,9 +355,12 @@ def base_data(config: Config) -> dict:
     return data
 
 
-def cell_config(config: Config, cell: Cell, base: dict) -> ExperimentConfig:
-    """The cell's checked pipeline config: the base with the cell's values, seed and folder (a ConfigError names
-    the cell and the key)."""
+CellConfig = Union[ExperimentConfig, AgentConfig]  # noqa: UP007
+
+
+def cell_config(config: Config, cell: Cell, base: dict) -> CellConfig:
+    """The cell's checked config (the pipeline's or policies.train's): the base with the cell's values, seed and
+    folder (a ConfigError names the cell and the key)."""
     data = copy.deepcopy(base)
     grid_keys = {a.key for a in config.grid}
     for key, value in cell.values:
@@ -324,47 +368,82 @@ def cell_config(config: Config, cell: Cell, base: dict) -> ExperimentConfig:
         source = "grid" if key in grid_keys else (cell.origin or "cells")
         node_at(data, parents, f"{source}.{key} (cell {cell.where})")[last] = copy.deepcopy(value)
     threads = max(1, int(config.ray.cpus_per_cell))
-    for section in THREAD_KEYS:
+    for section in THREAD_KEYS[config.entry]:
         node = node_at(data, section.split("."), section)
         if not node.get("torch_threads"):
             node["torch_threads"] = threads
-    data["seed"], data["dir"], data["until"] = cell.seed, str(cell.folder), config.until
     where = f"in {config.experiment} with the sweep's overrides, cells and grid, cell {cell.where}"
+    if config.entry == "policies.train":
+        data["train"] = node_at(data, ["train"], "train") | {"seed": cell.seed, "resume": True}
+        data["run"] = node_at(data, ["run"], "run") | {"dir": str(cell.folder / "agent")}
+        return from_dict(AgentConfig, data, where)
+    data["seed"], data["dir"], data["until"] = cell.seed, str(cell.folder), config.until
     return from_dict(ExperimentConfig, data, where)
 
 
 @dataclass
 class Planned:
-    """A cell ready to run: its pipeline config and whether it already finished with these settings."""
+    """A cell ready to run: its config, the sweep's evaluation (policies.train cells) and whether it already finished
+    with these settings."""
 
     cell: Cell
-    config: ExperimentConfig
+    config: CellConfig
+    evaluation: EvaluationConfig
     finished: bool
 
 
 def plan_cells(config: Config) -> list[Planned]:
-    """Every cell's pipeline config built and checked and its folder planned, before any cell runs: a bad key or
-    value, a device this machine lacks or a cell folder made with other settings raises one line naming it."""
+    """Every cell's config built and checked and its folder planned, before any cell runs: a bad key or value, a
+    device this machine lacks or a cell folder made with other settings raises one line naming it."""
     base = base_data(config)
     planned = []
     for cell in grid_cells(config):
         experiment = cell_config(config, cell, base)
         try:
-            check_devices(experiment)
-            check_is_experiment(Path(experiment.dir))
-            finished = cell_finished(experiment)
+            if isinstance(experiment, AgentConfig):
+                pick_device(experiment.train.device, "train.device")
+            else:
+                check_devices(experiment)
+            check_is_experiment(cell.folder)
+            finished = cell_finished(experiment, config.evaluation, cell.folder)
         except USER_ERRORS as err:
             raise UserError(f"cell {cell.where}: {err}") from None
-        planned.append(Planned(cell, experiment, finished))
+        planned.append(Planned(cell, experiment, config.evaluation, finished))
     return planned
 
 
-def cell_finished(experiment: ExperimentConfig) -> bool:
+def agent_stages(agent: AgentConfig, evaluation: EvaluationConfig, root: Path) -> list[Stage]:
+    """A policies.train cell as two recorded stages (``experiments.pipeline``'s records): ``agent/``, the training
+    run, and ``evaluation/``, its final policy beside a uniform random policy on the same held-out episodes."""
+    policy = f"agent, {'learned' if agent.reward.source == 'learned' else 'true'} reward"
+
+    def evaluate() -> None:
+        out = root / "evaluation"
+        rows = evaluate_held_out({policy: agent.run_dir}, agent.env, evaluation, agent.train.seed, out)
+        atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
+
+    settings = {"evaluation": dataclasses.asdict(evaluation), "seed": agent.train.seed}
+    return [
+        Stage("agent", agent.run_dir, agent, (), lambda: train_agent(agent)),
+        Stage("evaluation", root / "evaluation", settings, ("agent",), evaluate),
+    ]
+
+
+def cell_stages(experiment: CellConfig, evaluation: EvaluationConfig, root: Path) -> list[Stage]:
+    if isinstance(experiment, AgentConfig):
+        return agent_stages(experiment, evaluation, root)
+    return stages(experiment)
+
+
+def cell_finished(experiment: CellConfig, evaluation: EvaluationConfig, root: Path) -> bool:
     """Whether the cell's last stage to run (evaluation, or the pipeline's ``until``) finished with today's settings
-    and the report exists; a stage finished with other settings raises the pipeline's one-line UserError."""
-    root, to_run = Path(experiment.dir), stages(experiment)
+    (and a pipeline's report exists); a stage finished with other settings raises the pipeline's one-line
+    UserError."""
+    to_run = cell_stages(experiment, evaluation, root)
     last = to_run[-1].name
-    if read_record(root / "stages" / f"{last}.json") is None or not (root / "report.md").is_file():
+    if read_record(root / "stages" / f"{last}.json") is None:
+        return False
+    if isinstance(experiment, ExperimentConfig) and not (root / "report.md").is_file():
         return False
     return plan(to_run, root)[last][2] is not None
 
@@ -393,15 +472,16 @@ def output_to(path: Path):
             os.close(saved[1])
 
 
-def run_cell(experiment: ExperimentConfig, cwd: str) -> dict:
-    """One cell, run in a Ray worker: the pipeline in the cell's folder, its output in ``<cell>/sweep.log``.
-    Returns ``{"error": None or one line, "seconds": ..., **headline}``; never raises for a failing pipeline."""
+def run_cell(p: Planned, cwd: str) -> dict:
+    """One cell, run in a Ray worker: the pipeline (or the policies.train agent and its evaluation) in the cell's
+    folder, its output in ``<cell>/sweep.log``. Returns ``{"error": None or one line, "seconds": ..., **headline}``;
+    never raises for a failing cell."""
     start = time.monotonic()
     previous = os.getcwd()
     if Path(cwd).is_dir():
         os.chdir(cwd)  # the driver's relative paths (out, experiment files, zoo folders) mean the same here
     try:
-        root = Path(experiment.dir)
+        root = p.cell.folder
         # stages/ marks the folder as an experiment's (the pipeline refuses a folder of other files, as sweep.log
         # would look); plan_cells checked it holds no other files.
         (root / "stages").mkdir(parents=True, exist_ok=True)
@@ -409,7 +489,11 @@ def run_cell(experiment: ExperimentConfig, cwd: str) -> dict:
         with output_to(log):
             print(f"--- {time.ctime()} on {socket.gethostname()}, pid {os.getpid()}", flush=True)
             try:
-                run_pipeline(experiment)
+                if isinstance(p.config, AgentConfig):
+                    with FolderLock(root, "run.dir"):
+                        run_recorded(agent_stages(p.config, p.evaluation, root), root)
+                else:
+                    run_pipeline(p.config)
                 error = None
             except USER_ERRORS as err:
                 error = str(err)
@@ -425,13 +509,16 @@ def run_cell(experiment: ExperimentConfig, cwd: str) -> dict:
 
 def headline(root: Path) -> dict:
     """The cell's headline figures: held-out Spearman of the learned reward and of episode length, the
-    learned-reward agent's held-out return and normalised score (None where not written)."""
+    learned-reward agent's held-out return and normalised score, and where there is no learned reward (a
+    policies.train cell on the game's reward) the true-reward agent's (None where not written)."""
     metrics = cell_metrics(root)
     return {
         "spearman": metrics.get("reward.held_out.learned.spearman"),
         "length_spearman": metrics.get("reward.held_out.episode_length.spearman"),
         "return": metrics.get("return.agent_learned"),
         "score": metrics.get("normalized_score.agent_learned"),
+        "true_return": metrics.get("return.agent_true"),
+        "true_score": metrics.get("normalized_score.agent_true"),
     }
 
 
@@ -439,10 +526,17 @@ def headline_text(result: dict) -> str:
     def num(key: str, digits: int) -> str:
         return "n/a" if result.get(key) is None else f"{result[key]:.{digits}f}"
 
+    def agent(label: str, key: str, score: str) -> str:
+        return f"{label} held-out return {num(key, 2)} (normalised {num(score, 3)})"
+
+    if result.get("spearman") is None and result.get("true_return") is not None:  # no reward model: an agent alone
+        if result.get("return") is None:
+            return agent("true-reward agent", "true_return", "true_score")
+        return agent("learned-reward agent", "return", "score")
     text = f"held-out Spearman {num('spearman', 3)} (length {num('length_spearman', 3)})"
     if result.get("return") is None and result.get("score") is None:
         return text  # no agent evaluated (the pipeline's until, or a cell that stopped before)
-    return f"{text}, learned-reward agent held-out return {num('return', 2)} (normalised {num('score', 3)})"
+    return f"{text}, {agent('learned-reward agent', 'return', 'score')}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -510,7 +604,7 @@ def run_cells(config: Config, planned: list[Planned]) -> list[str]:
         if not todo:
             return failed
         task = ray.remote(num_cpus=config.ray.cpus_per_cell, num_gpus=config.ray.gpus_per_cell, max_retries=1)(run_cell)
-        pending = {task.remote(p.config, os.getcwd()): p.cell for p in todo}
+        pending = {task.remote(p, os.getcwd()): p.cell for p in todo}
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // config.ray.cpus_per_cell))
         while pending:
             running = min(len(pending), slots)
@@ -625,7 +719,9 @@ HEADLINE = {
     "reward.held_out.episode_length.spearman": "length",
     "reward.held_out.untrained_net.spearman": "untrained net",
     "return.agent_learned": "learned-reward agent's held-out return",
+    "return.agent_true": "true-reward agent's",
     "return.best_demonstrator": "best demonstrator's",
+    "return.random": "random's",
 }
 
 
@@ -659,7 +755,7 @@ def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, s
     lines = [
         f"# Sweep: {len(cells)} cells x seeds {seeds}",
         "",
-        f"Base experiment `{config.experiment}`{overrides_text(config.overrides)}{until_text(config)}; "
+        f"Base config `{config.experiment}` ({config.entry}){overrides_text(config.overrides)}{until_text(config)}; "
         f"{cells_text(config)}"
         f"grid {', '.join(f'{a.key} in {a.values}' for a in config.grid) or 'none'}. Per cell over its seeds: mean "
         "[95% percentile bootstrap CI over seeds] (rliable's method; Agarwal et al. 2021); `runs` counts the seeds "
@@ -735,10 +831,10 @@ class CellInfo:
     name: str
     values: dict
     game: str
-    experiment: ExperimentConfig
+    experiment: CellConfig
 
     def setting(self, dotted: str) -> Any:
-        """The cell's value of a dotted key of its pipeline config."""
+        """The cell's value of a dotted key of its config."""
         node: Any = self.experiment
         for part in dotted.split("."):
             node = getattr(node, part)
@@ -847,18 +943,16 @@ def write_figures(config: Config, rows: list[dict], out: Path) -> dict[str, str]
                 "Held-out Spearman of the learned return, episode length and the untrained net per cell (mean and 95% "
                 "CI over seeds)"
             )
-    returns = [f"return.{POLICIES[p]}" for p in FIGURE_POLICIES]
-    if has(returns):
+    drawn = [p for p in FIGURE_POLICIES if has([f"return.{POLICIES[p]}"])]  # a policies.train sweep has no demonstrator
+    if drawn:
         bars = []
-        for policy, metric in zip(FIGURE_POLICIES, returns, strict=True):
+        for policy in drawn:
+            metric = f"return.{POLICIES[policy]}"
             value, low, high = _band(by, names, metric)
             bars.append(figures.Bars(value, policy, low, high))
         panel = figures.BarPanel("held-out return per method", [labels[n] for n in names], bars, "true return")
         figures.bars(out / "returns.png", [panel])
-        written["returns.png"] = (
-            "Held-out true return per method: random policy, best demonstrator, agent on the true reward, agent on the "
-            "learned reward (mean and 95% CI over seeds)"
-        )
+        written["returns.png"] = f"Held-out true return per method: {', '.join(drawn)} (mean and 95% CI over seeds)"
     return written
 
 
@@ -895,11 +989,12 @@ def run_sweep(config: Config, aggregate_only: bool = False) -> int:
     return 0
 
 
-DESCRIPTION = """Run a grid of T-REX experiments (experiments.pipeline) on Ray: every combination of the grid's values
-(crossed with each explicit cell of `cells`, where a product does not fit) and every seed is one experiment in its own
-folder. Finished cells are skipped and unfinished ones resume; a failing cell is reported while the others go on (exit
-status 1). summary.csv, summary.md and its figures (spearman_vs_demos.png or spearman.png, returns.png) aggregate the
-cells over seeds."""
+DESCRIPTION = """Run a grid of T-REX experiments (experiments.pipeline) or of agents (entry=policies.train, each
+evaluated on held-out levels beside a random policy) on Ray: every combination of the grid's values (crossed with
+each explicit cell of `cells`, where a product does not fit) and every seed is one cell in its own folder. Finished
+cells are skipped and unfinished ones resume; a failing cell is reported while the others go on (exit status 1).
+summary.csv, summary.md and its figures (spearman_vs_demos.png or spearman.png, returns.png) aggregate the cells
+over seeds."""
 
 
 @main_guard
@@ -911,7 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m experiments.sweep -c configs/sweep-quickstart.yaml seeds=[0,1,2]\n"
         "  python -m experiments.sweep -c configs/sweep-trex-quality.yaml "
-        "'cells=[{env.game: starpilot, zoo: \"zoo:starpilot\"}]'\n\n"
+        "'cells=[{env.game: starpilot, zoo: \"zoo:starpilot\"}]'\n"
+        "  python -m experiments.sweep -c configs/sweep-agents.yaml seeds=[0,1,2]\n\n"
         f"config keys (set in the YAML file or as key=value):\n{keys}",
     )
     parser.add_argument("-c", "--config", metavar="SWEEP", required=True, help="sweep YAML (configs/sweep-*.yaml)")

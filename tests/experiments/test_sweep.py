@@ -367,8 +367,8 @@ def test_the_figures_show_spearman_against_the_number_of_demos_per_game_and_retu
 
 def test_the_suite_sweep_configs_load_and_expand_to_their_grids(tmp_path):
     """configs/sweep-trex-quality.yaml: 2 games (each with its zoo series) x 3 numbers of demos x 3 seeds, each until
-    the reward model; configs/sweep-agent-learning.yaml: one cell per method. Every cell's pipeline config builds and
-    checks."""
+    the reward model; configs/sweep-agent-learning.yaml: one pipeline cell per method; configs/sweep-agents.yaml: one
+    policies.train cell per algorithm on the game's reward. Every cell's config builds and checks."""
     quality = plan_cells(load_config(Config, REPO / "configs" / "sweep-trex-quality.yaml", [f"out={tmp_path / 'q'}"]))
     assert len(quality) == 18
     assert {(p.config.env.game, p.config.zoo, p.config.reward.data.num_demos) for p in quality} == {
@@ -385,6 +385,15 @@ def test_the_suite_sweep_configs_load_and_expand_to_their_grids(tmp_path):
         ("rainbow", False),
     ]
     assert all(p.config.zoo is None and p.config.agent.train.total_steps == 1_000_000 for p in agents)
+    alone = plan_cells(load_config(Config, REPO / "configs" / "sweep-agents.yaml", [f"out={tmp_path / 'g'}"]))
+    assert [(p.config.agent.algo, p.config.train.precision) for p in alone] == [
+        ("ppo", "bf16"),
+        ("ppo_gru", "bf16"),
+        ("rainbow", "bf16"),
+        ("sb3_ppo", "fp32"),
+    ]
+    assert all(p.config.reward.source == "env" and p.config.train.total_steps == 1_000_000 for p in alone)
+    assert all(p.evaluation.episodes == 100 for p in alone) and alone[2].config.rainbow.replay_ratio == 2.0
 
 
 @pytest.mark.parametrize(
@@ -472,3 +481,84 @@ def test_the_cluster_path_gives_the_local_result(sweep, tmp_path):
     assert result.returncode == 0, result.stderr
     name = "demos.max_length=100,reward.train.learning_rate=0.001"
     assert cell_metrics(tmp_path / "out" / name / "seed0") == cell_metrics(local_out / name / "seed0")
+
+
+def test_a_sweep_of_policies_train_cells_trains_evaluates_beside_random_and_skips_them_when_rerun(tmp_path):
+    """entry=policies.train: each cell one agent (here the GRU on the game's reward and PPO on a learned reward), its
+    final policy played on held-out levels beside a uniform random policy; the summary has their returns (and no
+    reward model's metric), returns.png draws the two policies each cell has, and a rerun skips both cells."""
+    from policies.train import Config as AgentConfig
+    from procgen_common.evaluation import evaluate_checkpoint
+    from tests.policies.conftest import policy_overrides, save_reward_model
+
+    model = save_reward_model(tmp_path / "reward" / "reward_net.pt")
+    tiny = [o for o in policy_overrides(tmp_path, "ppo") if not o.startswith(("run.dir=", "agent.algo="))]
+    cells = [
+        {"agent.algo": "ppo_gru", "gru.hidden_size": 32},
+        {"agent.algo": "ppo", "reward.source": "learned", "reward.model": str(model)},
+    ]
+    data = {
+        "entry": "policies.train",
+        "experiment": str(REPO / "configs" / "policy-ppo-env.yaml"),
+        "overrides": [*tiny, "train.num_checkpoints=1", "train.precision=fp32"],
+        "cells": cells,
+        "evaluation": {"episodes": 3, "num_envs": 3},
+        "out": str(tmp_path / "out"),
+        "ray": {"num_cpus": 2, "cpus_per_cell": 1},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = sweep_cli("-c", str(path))
+    assert result.returncode == 0, result.stderr
+    gru, learned = grid_cells(load_config(Config, path))
+    done = [line for line in terminal_lines(result.stderr) if line.startswith("done ")]
+    assert len(done) == 2
+    assert any(line.startswith(f"done {gru.label}") and "true-reward agent held-out return" in line for line in done)
+    assert any(line.startswith(f"done {learned.label}") and "learned-reward agent held-out" in line for line in done)
+    for cell, policy in ((gru, "agent, true reward"), (learned, "agent, learned reward")):
+        saved = load_config(AgentConfig, cell.folder / "agent" / "config.yaml")
+        assert saved.run.dir == str(cell.folder / "agent") and saved.train.seed == 0
+        assert saved.agent.algo == dict(cell.values)["agent.algo"]
+        rows = json.loads((cell.folder / "evaluation" / "summary.json").read_text())
+        assert set(rows) == {"random", policy}
+        assert rows["random"]["episodes"] == rows[policy]["episodes"] == 3
+        replay, _ = evaluate_checkpoint(cell.folder / "agent", "test", 3, 0, num_envs=3, out=tmp_path / "replay.json")
+        assert replay["mean_return"] == rows[policy]["mean_return"]  # the final policy, on the held-out levels
+    assert load_config(AgentConfig, learned.folder / "agent" / "config.yaml").reward.source == "learned"
+    by = {(r["cell"], r["metric"]): r for r in csv.DictReader((tmp_path / "out" / "summary.csv").open())}
+    assert by[(gru.name, "return.agent_true")]["runs"] == by[(learned.name, "return.agent_learned")]["runs"] == "1"
+    assert by[(gru.name, "return.agent_learned")]["runs"] == by[(learned.name, "return.agent_true")]["runs"] == "0"
+    assert by[(gru.name, "return.random")]["runs"] == by[(learned.name, "return.random")]["runs"] == "1"
+    assert all(by[(c.name, "reward.held_out.learned.spearman")]["runs"] == "0" for c in (gru, learned))
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "(policies.train)" in summary and "best demonstrator" not in summary
+    assert (tmp_path / "out" / "returns.png").is_file()
+
+    before = (gru.folder / "agent" / "checkpoints" / "latest.pt").stat().st_mtime_ns
+    rerun = sweep_cli("-c", str(path))
+    assert rerun.returncode == 0, rerun.stderr
+    skipped = [line for line in terminal_lines(rerun.stderr) if line.startswith("skipped ")]
+    assert len(skipped) == 2 and not any(line.startswith("done ") for line in terminal_lines(rerun.stderr))
+    assert (gru.folder / "agent" / "checkpoints" / "latest.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("grid.train.seed=[1,2]", "grid.train.seed: set by the sweep (from seeds)"),
+        ("overrides=[run.dir=x]", "overrides: run.dir is set by the sweep"),
+        ("until=reward", "until: 'reward'; a policies.train cell has no pipeline stages"),
+        ("evaluation.episodes=5", None),
+    ],
+)
+def test_what_a_policies_train_sweep_sets_itself_is_refused_in_its_config(tmp_path, override, message):
+    path = write_sweep(tmp_path, tmp_path / "out", entry="policies.train")
+    path_data = yaml.safe_load(Path(path).read_text()) | {"experiment": str(REPO / "configs" / "policy-ppo-env.yaml")}
+    Path(path).write_text(yaml.safe_dump(path_data | {"overrides": [], "grid": {}}, sort_keys=False))
+    if message is None:  # the sweep's evaluation is for policies.train cells: set here, refused for a pipeline's
+        assert load_config(Config, path, [override]).evaluation.episodes == 5
+        with pytest.raises(ConfigError, match="evaluation: for policies.train cells"):
+            load_config(Config, path, [override, "entry=experiments.pipeline"])
+        return
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(Config, path, [override])
