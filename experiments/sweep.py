@@ -490,7 +490,7 @@ def run_cell(p: Planned, cwd: str) -> dict:
             print(f"--- {time.ctime()} on {socket.gethostname()}, pid {os.getpid()}", flush=True)
             try:
                 if isinstance(p.config, AgentConfig):
-                    with FolderLock(root, "run.dir"):
+                    with FolderLock(root, "out"):  # the cell folder, inside the sweep folder
                         run_recorded(agent_stages(p.config, p.evaluation, root), root)
                 else:
                     run_pipeline(p.config)
