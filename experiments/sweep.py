@@ -529,10 +529,11 @@ def headline_text(result: dict) -> str:
     def agent(label: str, key: str, score: str) -> str:
         return f"{label} held-out return {num(key, 2)} (normalised {num(score, 3)})"
 
-    if result.get("spearman") is None and result.get("true_return") is not None:  # no reward model: an agent alone
-        if result.get("return") is None:
+    if result.get("spearman") is None and result.get("length_spearman") is None:  # no reward model: an agent cell
+        if result.get("return") is not None:
+            return agent("learned-reward agent", "return", "score")
+        if result.get("true_return") is not None:
             return agent("true-reward agent", "true_return", "true_score")
-        return agent("learned-reward agent", "return", "score")
     text = f"held-out Spearman {num('spearman', 3)} (length {num('length_spearman', 3)})"
     if result.get("return") is None and result.get("score") is None:
         return text  # no agent evaluated (the pipeline's until, or a cell that stopped before)

@@ -515,6 +515,7 @@ def test_a_sweep_of_policies_train_cells_trains_evaluates_beside_random_and_skip
     assert len(done) == 2
     assert any(line.startswith(f"done {gru.label}") and "true-reward agent held-out return" in line for line in done)
     assert any(line.startswith(f"done {learned.label}") and "learned-reward agent held-out" in line for line in done)
+    assert not any("Spearman" in line for line in done)  # no reward model in an agent cell: no n/a Spearman
     for cell, policy in ((gru, "agent, true reward"), (learned, "agent, learned reward")):
         saved = load_config(AgentConfig, cell.folder / "agent" / "config.yaml")
         assert saved.run.dir == str(cell.folder / "agent") and saved.train.seed == 0
