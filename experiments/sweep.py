@@ -6,9 +6,9 @@ A sweep config names an entry point and its base config with overrides, a grid (
 explicit cells where a product does not fit (each a mapping of dotted key -> value, crossed with the grid) and seeds.
 Every cell, one combination of values and one seed, runs in its own folder named by its values,
 ``<out>/<key>=<value>,.../seed<S>``: with ``entry: experiments.pipeline`` (the default) the whole T-REX experiment;
-with ``entry: policies.train`` one agent (``<cell>/agent/``, on the game's or a learned reward), whose final policy
-then plays the held-out levels beside a uniform random policy (``<cell>/evaluation/``; both recorded as the
-pipeline records its stages). The cells run as Ray tasks (Moritz et al. 2018, "Ray: a distributed framework for
+with ``entry: policies.train`` one agent (``<cell>/agent/``, on the game's, a learned or the length reward), whose
+final policy then plays the held-out levels beside a uniform random policy (``<cell>/evaluation/``; both recorded as
+the pipeline records its stages). The cells run as Ray tasks (Moritz et al. 2018, "Ray: a distributed framework for
 emerging AI applications"), each declaring its CPUs (and GPU fraction): on a local Ray instance using this machine's
 cores, or on a running Ray cluster given its address (``--address`` or ``ray.address``); every node then reads and
 writes the cell folders, so a cluster needs a filesystem shared at the same path.
@@ -162,8 +162,8 @@ class Config(Checked):
 
     entry: Entry = "experiments.pipeline"
     """What each cell runs: experiments.pipeline (the whole T-REX experiment), or policies.train (one agent on the
-    true or a learned reward, whose final policy then plays the held-out levels beside a uniform random policy,
-    evaluation.*)."""
+    true, a learned or the length reward, whose final policy then plays the held-out levels beside a uniform random
+    policy, evaluation.*)."""
     experiment: str = "configs/quickstart.yaml"
     """The base config every cell starts from: the entry point's YAML (configs/quickstart.yaml for the pipeline, a
     policies.train preset such as configs/policy-ppo-env.yaml)."""
@@ -412,10 +412,14 @@ def plan_cells(config: Config) -> list[Planned]:
     return planned
 
 
+AGENT_POLICY = {"env": "agent, true reward", "learned": "agent, learned reward", "length": "agent, length reward"}
+"""The evaluation's name for a policies.train cell's agent, by its reward.source."""
+
+
 def agent_stages(agent: AgentConfig, evaluation: EvaluationConfig, root: Path) -> list[Stage]:
     """A policies.train cell as two recorded stages (``experiments.pipeline``'s records): ``agent/``, the training
     run, and ``evaluation/``, its final policy beside a uniform random policy on the same held-out episodes."""
-    policy = f"agent, {'learned' if agent.reward.source == 'learned' else 'true'} reward"
+    policy = AGENT_POLICY[agent.reward.source]
 
     def evaluate() -> None:
         out = root / "evaluation"
@@ -519,6 +523,8 @@ def headline(root: Path) -> dict:
         "score": metrics.get("normalized_score.agent_learned"),
         "true_return": metrics.get("return.agent_true"),
         "true_score": metrics.get("normalized_score.agent_true"),
+        "length_return": metrics.get("return.agent_length"),
+        "length_score": metrics.get("normalized_score.agent_length"),
     }
 
 
@@ -534,6 +540,8 @@ def headline_text(result: dict) -> str:
             return agent("learned-reward agent", "return", "score")
         if result.get("true_return") is not None:
             return agent("true-reward agent", "true_return", "true_score")
+        if result.get("length_return") is not None:
+            return agent("length-reward agent", "length_return", "length_score")
     text = f"held-out Spearman {num('spearman', 3)} (length {num('length_spearman', 3)})"
     if result.get("return") is None and result.get("score") is None:
         return text  # no agent evaluated (the pipeline's until, or a cell that stopped before)
@@ -638,6 +646,7 @@ PREDICTORS = ("learned", "episode_length", "untrained_net")
 REWARD_STATS = ("spearman", "pair_accuracy")
 POLICIES = {
     "agent, learned reward": "agent_learned",
+    "agent, length reward": "agent_length",
     "agent, true reward": "agent_true",
     "best demonstrator": "best_demonstrator",
     "random": "random",
@@ -721,6 +730,7 @@ HEADLINE = {
     "reward.held_out.untrained_net.spearman": "untrained net",
     "return.agent_learned": "learned-reward agent's held-out return",
     "return.agent_true": "true-reward agent's",
+    "return.agent_length": "length-reward agent's",
     "return.best_demonstrator": "best demonstrator's",
     "return.random": "random's",
 }
@@ -822,7 +832,7 @@ PREDICTOR_STYLES = {
     "episode_length": ("episode length", "--s", "C1"),
     "untrained_net": ("untrained net", ":^", "C2"),
 }
-FIGURE_POLICIES = ("random", "best demonstrator", "agent, true reward", "agent, learned reward")
+FIGURE_POLICIES = ("random", "best demonstrator", "agent, true reward", "agent, length reward", "agent, learned reward")
 
 
 @dataclass(frozen=True)

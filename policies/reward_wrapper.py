@@ -42,10 +42,12 @@ from trex.reward_net import RewardNet, load_reward_net
 
 @dataclass(frozen=True)
 class RewardConfig(Checked):
-    """The reward the agent trains on: the game's own, or a learned T-REX reward model's."""
+    """The reward the agent trains on: the game's own, a learned T-REX reward model's, or episode length's."""
 
-    source: Literal["env", "learned"] = "env"
-    """'env': the game's reward; 'learned': the reward model in reward.model (the true reward is still logged)."""
+    source: Literal["env", "learned", "length"] = "env"
+    """'env': the game's reward; 'learned': the reward model in reward.model; 'length': 1 per frame, the reward of
+    the episode-length baseline (T-REX's ranking by length, as a reward an agent can follow), against which a learned
+    reward that only detects length shows no gain. The true reward is logged under 'learned' and 'length'."""
     model: str | None = None
     """The reward model for source=learned: a reward_net.pt file or a trex.train_reward run folder."""
     sigmoid: bool = False
@@ -76,6 +78,8 @@ class RewardConfig(Checked):
                 "model: not set; reward.source=learned needs a reward model (a reward_net.pt file or a "
                 "trex.train_reward run folder)"
             )
+        if self.source == "length" and self.model:
+            raise ValueError("model: reward.source=length pays 1 per frame and reads no reward model; unset it")
 
 
 def combine_members(members: torch.Tensor, std_coef: float) -> torch.Tensor:
@@ -173,6 +177,13 @@ class LearnedRewardVecEnv(VecEnvWrapper):
             self.scaler.load_state_dict(state["scaler"])
 
 
+class LengthReward(torch.nn.Module):
+    """1 for every frame: a stand-in reward model whose episode return is the episode's length."""
+
+    def forward(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.ones(1, len(frames), device=frames.device)
+
+
 def load_reward_model(config: RewardConfig, env: EnvConfig) -> tuple[RewardNet, float]:
     """The reward model of ``config.model``, checked to come from demos of ``env``'s game and mode, and the offset
     to subtract from its rewards (``reward.offset``, plus its recorded per-frame mean with ``reward.center``).
@@ -215,13 +226,14 @@ def load_reward_model(config: RewardConfig, env: EnvConfig) -> tuple[RewardNet, 
 def reward_wrapper(
     config: RewardConfig, env: EnvConfig, gamma: float, device: torch.device | str
 ) -> Callable[[VecEnv], VecEnv] | None:
-    """``wrap_env(env)`` putting the learned reward on a training env, or None for the env's own reward.
+    """``wrap_env(env)`` putting the learned (or the length) reward on a training env, or None for the env's own
+    reward.
 
     The reward model is loaded here, so a bad ``reward.model`` stops before any work.
     """
     if config.source == "env":
         return None
-    net, offset = load_reward_model(config, env)
+    net, offset = (LengthReward(), 0.0) if config.source == "length" else load_reward_model(config, env)
 
     def wrap(venv: VecEnv) -> LearnedRewardVecEnv:
         return LearnedRewardVecEnv(

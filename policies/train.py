@@ -130,8 +130,12 @@ class Config(BaselineConfig):
             )
         default = RewardConfig()
         key = reward.source == "env" and first_set(reward, default)
+        if reward.source == "length":  # 1 per frame: no model, nothing of a model's output applies (scaling does)
+            key = first_set(
+                reward, dataclasses.replace(default, source="length", scale=reward.scale, scale_clip=reward.scale_clip)
+            )
         if key:
-            raise ValueError(f"reward.{key} is set but reward.source=env does not use it")
+            raise ValueError(f"reward.{key} is set but reward.source={reward.source} does not use it")
         if not reward.scale and reward.scale_clip != default.scale_clip:
             raise ValueError("reward.scale_clip is set but reward.scale=false does not use it")
 

@@ -484,9 +484,10 @@ def test_the_cluster_path_gives_the_local_result(sweep, tmp_path):
 
 
 def test_a_sweep_of_policies_train_cells_trains_evaluates_beside_random_and_skips_them_when_rerun(tmp_path):
-    """entry=policies.train: each cell one agent (here the GRU on the game's reward and PPO on a learned reward), its
-    final policy played on held-out levels beside a uniform random policy; the summary has their returns (and no
-    reward model's metric), returns.png draws the two policies each cell has, and a rerun skips both cells."""
+    """entry=policies.train: each cell one agent (here the GRU on the game's reward, PPO on a learned reward and PPO on
+    the length reward), its final policy played on held-out levels beside a uniform random policy; the summary has
+    their returns (and no reward model's metric), returns.png draws the policies the cells have, and a rerun skips
+    every cell."""
     from policies.train import Config as AgentConfig
     from procgen_common.evaluation import evaluate_checkpoint
     from tests.policies.conftest import policy_overrides, save_reward_model
@@ -496,6 +497,7 @@ def test_a_sweep_of_policies_train_cells_trains_evaluates_beside_random_and_skip
     cells = [
         {"agent.algo": "ppo_gru", "gru.hidden_size": 32},
         {"agent.algo": "ppo", "reward.source": "learned", "reward.model": str(model)},
+        {"agent.algo": "ppo", "reward.source": "length"},
     ]
     data = {
         "entry": "policies.train",
@@ -510,13 +512,15 @@ def test_a_sweep_of_policies_train_cells_trains_evaluates_beside_random_and_skip
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = sweep_cli("-c", str(path))
     assert result.returncode == 0, result.stderr
-    gru, learned = grid_cells(load_config(Config, path))
+    gru, learned, length = grid_cells(load_config(Config, path))
     done = [line for line in terminal_lines(result.stderr) if line.startswith("done ")]
-    assert len(done) == 2
+    assert len(done) == 3
     assert any(line.startswith(f"done {gru.label}") and "true-reward agent held-out return" in line for line in done)
     assert any(line.startswith(f"done {learned.label}") and "learned-reward agent held-out" in line for line in done)
+    assert any(line.startswith(f"done {length.label}") and "length-reward agent held-out" in line for line in done)
     assert not any("Spearman" in line for line in done)  # no reward model in an agent cell: no n/a Spearman
-    for cell, policy in ((gru, "agent, true reward"), (learned, "agent, learned reward")):
+    cells_policies = ((gru, "agent, true reward"), (learned, "agent, learned reward"), (length, "agent, length reward"))
+    for cell, policy in cells_policies:
         saved = load_config(AgentConfig, cell.folder / "agent" / "config.yaml")
         assert saved.run.dir == str(cell.folder / "agent") and saved.train.seed == 0
         assert saved.agent.algo == dict(cell.values)["agent.algo"]
@@ -529,8 +533,10 @@ def test_a_sweep_of_policies_train_cells_trains_evaluates_beside_random_and_skip
     by = {(r["cell"], r["metric"]): r for r in csv.DictReader((tmp_path / "out" / "summary.csv").open())}
     assert by[(gru.name, "return.agent_true")]["runs"] == by[(learned.name, "return.agent_learned")]["runs"] == "1"
     assert by[(gru.name, "return.agent_learned")]["runs"] == by[(learned.name, "return.agent_true")]["runs"] == "0"
+    assert by[(length.name, "return.agent_length")]["runs"] == "1" == by[(length.name, "return.random")]["runs"]
+    assert by[(length.name, "return.agent_learned")]["runs"] == by[(gru.name, "return.agent_length")]["runs"] == "0"
     assert by[(gru.name, "return.random")]["runs"] == by[(learned.name, "return.random")]["runs"] == "1"
-    assert all(by[(c.name, "reward.held_out.learned.spearman")]["runs"] == "0" for c in (gru, learned))
+    assert all(by[(c.name, "reward.held_out.learned.spearman")]["runs"] == "0" for c in (gru, learned, length))
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "(policies.train)" in summary and "best demonstrator" not in summary
     assert (tmp_path / "out" / "returns.png").is_file()
@@ -539,7 +545,7 @@ def test_a_sweep_of_policies_train_cells_trains_evaluates_beside_random_and_skip
     rerun = sweep_cli("-c", str(path))
     assert rerun.returncode == 0, rerun.stderr
     skipped = [line for line in terminal_lines(rerun.stderr) if line.startswith("skipped ")]
-    assert len(skipped) == 2 and not any(line.startswith("done ") for line in terminal_lines(rerun.stderr))
+    assert len(skipped) == 3 and not any(line.startswith("done ") for line in terminal_lines(rerun.stderr))
     assert (gru.folder / "agent" / "checkpoints" / "latest.pt").stat().st_mtime_ns == before
 
 

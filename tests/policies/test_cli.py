@@ -109,6 +109,17 @@ UNUSED_KEYS = {
     "model-on-the-game-reward": ("ppo_gru", ["reward.model=r.pt"], "reward.model is set but reward.source=env"),
     "scale-on-the-game-reward": ("rainbow", ["reward.scale=true"], "reward.scale is set but reward.source=env"),
     "clip-without-scale": ("rainbow", [*LEARNED, "reward.scale_clip=5"], "reward.scale_clip is set but reward.scale"),
+    "sigmoid-on-length": (
+        "ppo",
+        ["reward.source=length", "reward.sigmoid=true"],
+        "reward.sigmoid is set but reward.so",
+    ),
+    "center-on-length": (
+        "ppo_gru",
+        ["reward.source=length", "reward.center=true"],
+        "reward.center is set but reward.s",
+    ),
+    "offset-on-length": ("rainbow", ["reward.source=length", "reward.offset=1"], "reward.offset is set but reward.sou"),
 }
 
 
@@ -130,6 +141,16 @@ def test_keys_at_their_defaults_are_not_set(algo, tmp_path):
     reward = ["reward.sigmoid=false", "reward.scale_clip=10", "reward.model=null"]
     config = load_config(Config, None, policy_overrides(tmp_path / "run", algo, *defaults, *reward))
     assert config.agent.algo == algo
+
+
+def test_the_length_reward_takes_no_model_and_rainbow_may_scale_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"^reward\.model: reward\.source=length pays 1 per frame and reads no"):
+        load_config(
+            Config, None, policy_overrides(tmp_path / "run", "ppo", "reward.source=length", "reward.model=r.pt")
+        )
+    scaled = ["reward.source=length", "reward.scale=true", "reward.scale_clip=5"]
+    config = load_config(Config, None, policy_overrides(tmp_path / "run", "rainbow", *scaled))
+    assert (config.reward.source, config.reward.scale, config.reward.scale_clip) == ("length", True, 5.0)
 
 
 def test_switching_the_algorithm_through_replace_checks_the_keys_again(tmp_path):

@@ -10,7 +10,13 @@ from stable_baselines3.common.vec_env import VecEnvWrapper
 from torch import nn
 
 from baseline_agent.ppo import RewardScaler
-from policies.reward_wrapper import LearnedRewardVecEnv, RewardConfig, combine_members, load_reward_model
+from policies.reward_wrapper import (
+    LearnedRewardVecEnv,
+    RewardConfig,
+    combine_members,
+    load_reward_model,
+    reward_wrapper,
+)
 from procgen_common.cli import UserError
 from procgen_common.env import NUM_ACTIONS, EnvConfig, ProcgenVecEnv
 from trex.reward_net import RewardNetConfig, save_untrained_reward_net
@@ -84,6 +90,26 @@ def test_wrapper_scores_the_pre_action_frame_and_never_the_next_episodes_first_f
     finally:
         env.close()
     assert episode_ends >= 5
+
+
+def test_the_length_reward_pays_one_per_step_so_an_episodes_learned_return_is_its_length():
+    wrap = reward_wrapper(RewardConfig(source="length"), EnvConfig(), gamma=0.99, device="cpu")
+    env = wrap(_procgen())
+    rng = np.random.default_rng(1)
+    env.reset()
+    lengths, ends = np.zeros(4), 0
+    try:
+        for _ in range(300):
+            _, rewards, dones, infos = env.step(rng.integers(0, NUM_ACTIONS, 4))
+            np.testing.assert_array_equal(rewards, np.ones(4, dtype=np.float32))
+            lengths += 1
+            for i in np.flatnonzero(dones):
+                ends += 1
+                assert infos[i]["episode"]["learned_r"] == lengths[i] == infos[i]["episode"]["l"]
+                lengths[i] = 0
+    finally:
+        env.close()
+    assert ends >= 5
 
 
 def test_wrapper_passes_the_actions_to_an_action_conditioned_reward():
