@@ -158,6 +158,11 @@ def main() -> None:
     parser.add_argument("--game", default="starpilot", help="Procgen game (default starpilot)")
     parser.add_argument("--impala", action="store_true", help="also measure this PPO with IMPALA and its bound")
     parser.add_argument("--skip-sb3", action="store_true", help="skip SB3 (e.g. on a GPU machine for IMPALA only)")
+    parser.add_argument(
+        "--skip-bf16",
+        action="store_true",
+        help="skip the bf16 runs (on a CPU without native bf16, e.g. AVX2 only, one update takes minutes)",
+    )
     parser.add_argument("--out", default="bench/results/ppo_speed.json", help="JSON results file")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -173,26 +178,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results["ours_nature_sps"] = ours_sps(args.game, "nature", args.updates, Path(tmp))
         print(f"this PPO, Nature, fp32:  {results['ours_nature_sps']:8.0f} steps/s", flush=True)
-        results["ours_nature_bf16_sps"] = ours_sps(args.game, "nature", args.updates, Path(tmp), "bf16")
-        print(f"this PPO, Nature, bf16:  {results['ours_nature_bf16_sps']:8.0f} steps/s", flush=True)
+        if not args.skip_bf16:
+            results["ours_nature_bf16_sps"] = ours_sps(args.game, "nature", args.updates, Path(tmp), "bf16")
+            print(f"this PPO, Nature, bf16:  {results['ours_nature_bf16_sps']:8.0f} steps/s", flush=True)
         if not args.skip_sb3:
             results["sb3_nature_sps"] = sb3_sps(args.game, args.updates)
             results["ratio_ours_over_sb3"] = results["ours_nature_sps"] / results["sb3_nature_sps"]
-            results["ratio_ours_bf16_over_sb3"] = results["ours_nature_bf16_sps"] / results["sb3_nature_sps"]
             print(f"SB3 PPO, Nature, fp32:   {results['sb3_nature_sps']:8.0f} steps/s", flush=True)
             print(f"ratio fp32 (this / SB3): {results['ratio_ours_over_sb3']:8.2f}x", flush=True)
-            print(f"ratio bf16 (this / SB3): {results['ratio_ours_bf16_over_sb3']:8.2f}x", flush=True)
+            if not args.skip_bf16:
+                results["ratio_ours_bf16_over_sb3"] = results["ours_nature_bf16_sps"] / results["sb3_nature_sps"]
+                print(f"ratio bf16 (this / SB3): {results['ratio_ours_bf16_over_sb3']:8.2f}x", flush=True)
         if args.impala:
             # On a GPU an IMPALA update takes about a second, so it gets as many as the Nature runs; on a CPU half.
             impala_updates = args.updates if torch.cuda.is_available() else max(1, args.updates // 2)
             results["ours_impala_sps"] = ours_sps(args.game, "impala", impala_updates, Path(tmp))
-            results["ours_impala_bf16_sps"] = ours_sps(args.game, "impala", impala_updates, Path(tmp), "bf16")
+            if not args.skip_bf16:
+                results["ours_impala_bf16_sps"] = ours_sps(args.game, "impala", impala_updates, Path(tmp), "bf16")
             results["impala_bound"] = impala_bound()
             results["impala_fraction_of_bound"] = (
                 results["ours_impala_sps"] / results["impala_bound"]["bound_steps_per_s"]
             )
             print(f"this PPO, IMPALA, fp32:  {results['ours_impala_sps']:8.0f} steps/s", flush=True)
-            print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
+            if not args.skip_bf16:
+                print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
             print(
                 f"IMPALA fp32 bound ({results['impala_bound']['device']}): "
                 f"{results['impala_bound']['bound_steps_per_s']:8.0f} steps/s "
