@@ -250,9 +250,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if not args.summary_only:
+        # Both ladders' held-out demos make the one held-out set; training demos only for the ladders a variant uses.
         for ladder in ("noise", "checkpoints"):
-            for split in ("train", "test"):
-                generate_ladder(args, ladder, split)
+            generate_ladder(args, ladder, "test")
+        for ladder in sorted({ladder for ladder, _ in args.variants.values()}):
+            generate_ladder(args, ladder, "train")
         merged_test_folder(args)
         for name in args.variants:
             for seed in args.seeds:
