@@ -10,7 +10,8 @@ is set beside three references of its game from the zoo's ``evaluation.json``: a
 the best demonstrator the reward learned from (``--best``, one per game) and PPO on the true reward at the nearest
 series step at or after the agent's (the zoo series itself). It also draws, per run, the learned and the true return
 of its training episodes over training (the reward-hacking view). Evaluations are cached beside each checkpoint
-(``eval/``), so rerunning only redraws.
+(``eval/``), so rerunning only redraws. A run trained on the length reward (``reward.source=length``), the control
+of an agent that only learns to survive, is listed beside under its own name and mean, and kept out of the goals.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def zoo_references(best: str, step: int) -> dict:
     }
 
 
+REWARDS = {"learned": "learned reward", "length": "length reward", "env": "true reward"}
+
+
 def cell(row: dict) -> str:
     low, high = row["ci95_return"]
     return f"{row['mean_return']:.2f} [{low:.2f}, {high:.2f}]"
@@ -97,12 +101,17 @@ def main(argv: list[str] | None = None) -> dict:
     games: dict[str, dict] = {}
     for run in args.runs:
         checkpoint = run_checkpoint(run, args.step)
-        game = load_checkpoint(checkpoint)["config"]["env"]["game"]
+        config = load_checkpoint(checkpoint)["config"]
+        game = config["env"]["game"]
+        # A control run on the length reward (reward.source=length) is shown beside, and kept out of the goals.
+        reward = (config.get("reward") or {}).get("source", "learned")
         if game not in best:
             raise UserError(f"--best: no best demonstrator of {game} (for {run}); give zoo:<series>/step_<step>")
         summary = held_out(checkpoint, args.episodes)
         entry = games.setdefault(game, {"agents": []})
-        entry["agents"].append({"run": run.name, **{k: summary[k] for k in ("step", "mean_return", "ci95_return")}})
+        entry["agents"].append(
+            {"run": run.name, "reward": reward, **{k: summary[k] for k in ("step", "mean_return", "ci95_return")}}
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         plot_reward_hacking(args.out / f"hacking-{run.name}.png", run, f"{run.name}: learned vs true return")
 
@@ -117,19 +126,26 @@ def main(argv: list[str] | None = None) -> dict:
         agents = entry["agents"]
         step = min(a["step"] for a in agents)
         entry["references"] = references = zoo_references(best[game], step)
-        entry["mean_of_seeds"] = mean = float(np.mean([a["mean_return"] for a in agents]))
         demo, true = list(references.values())[1:]
-        entry["beats_best_demonstrator"] = mean > demo["ci95_return"][1]
-        entry["fraction_of_true_reward_ppo"] = mean / true["mean_return"]
         lines += ["", f"## {game}", "", "| policy | step | held-out return [95% CI] |", "|---|---|---|"]
-        lines += [f"| agent on the learned reward, {a['run']} | {a['step']:,} | {cell(a)} |" for a in agents]
-        lines.append(f"| agent on the learned reward, mean of {len(agents)} seeds | | {mean:.2f} |")
+        for reward in sorted({a["reward"] for a in agents}):
+            mine = [a for a in agents if a["reward"] == reward]
+            mean = float(np.mean([a["mean_return"] for a in mine]))
+            lines += [f"| agent on the {REWARDS[reward]}, {a['run']} | {a['step']:,} | {cell(a)} |" for a in mine]
+            lines.append(f"| agent on the {REWARDS[reward]}, mean of {len(mine)} seeds | | {mean:.2f} |")
+            entry.setdefault("mean_of_seeds_by_reward", {})[reward] = mean
         lines += [f"| {name} | {row['step']:,} | {cell(row)} |" for name, row in references.items()]
-        lines += [
-            "",
-            f"Above the best demonstrator's CI: {'yes' if entry['beats_best_demonstrator'] else 'no'}; "
-            f"fraction of true-reward PPO's mean return: {entry['fraction_of_true_reward_ppo']:.2f} (goal 0.7).",
-        ]
+        mean = entry.get("mean_of_seeds_by_reward", {}).get("learned")
+        entry["mean_of_seeds"] = mean
+        if mean is not None:
+            entry["beats_best_demonstrator"] = mean > demo["ci95_return"][1]
+            entry["fraction_of_true_reward_ppo"] = mean / true["mean_return"]
+            lines += [
+                "",
+                f"Learned-reward agents above the best demonstrator's CI: "
+                f"{'yes' if entry['beats_best_demonstrator'] else 'no'}; fraction of true-reward PPO's mean return: "
+                f"{entry['fraction_of_true_reward_ppo']:.2f} (goal 0.7).",
+            ]
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "summary.json", json.dumps(games, indent=2) + "\n")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 
@@ -48,6 +49,32 @@ def test_an_agent_is_evaluated_and_set_beside_random_best_demonstrator_and_true_
     assert entry["fraction_of_true_reward_ppo"] == pytest.approx(agent["mean_return"] / true["mean_return"])
     assert (out / "hacking-starpilot-seed0.png").stat().st_size > 0
     assert "| agent on the learned reward, starpilot-seed0 | 507,904 |" in (out / "summary.md").read_text()
+
+
+def test_a_length_reward_run_is_listed_beside_and_kept_out_of_the_goals(tmp_path):
+    runs = []
+    for name, step, source in (("learned-seed0", "step_000507904", None), ("length-seed0", "step_000000000", "length")):
+        run = tmp_path / name
+        run.mkdir()
+        checkpoint = torch.load(REPO / "zoo" / "starpilot" / f"{step}.pt", weights_only=True)
+        if source:  # what policies.train records for reward.source=length
+            checkpoint["config"]["reward"] = {"source": source}
+        torch.save(checkpoint, run / f"{step}.pt")
+        (run / "progress.csv").write_text("step,charts/episodic_return,charts/learned_return\n16384,1.0,0.5\n")
+        runs.append(str(run))
+    out = tmp_path / "out"
+    games = _script().main(["--runs", *runs, "--best", "zoo:starpilot/step_001015808", "--episodes", "3",
+                            "--out", str(out)])  # fmt: skip
+    entry = games["starpilot"]
+    learned, length = entry["agents"]
+    assert (learned["reward"], length["reward"]) == ("learned", "length")
+    assert entry["mean_of_seeds"] == learned["mean_return"] != length["mean_return"]
+    assert entry["mean_of_seeds_by_reward"] == {"learned": learned["mean_return"], "length": length["mean_return"]}
+    true = list(entry["references"].values())[2]
+    assert entry["fraction_of_true_reward_ppo"] == pytest.approx(learned["mean_return"] / true["mean_return"])
+    summary = (out / "summary.md").read_text()
+    assert "| agent on the length reward, length-seed0 | 0 |" in summary
+    assert "| agent on the learned reward, mean of 1 seeds | |" in summary
 
 
 def test_step_picks_the_checkpoint_at_that_series_step_and_a_missing_one_is_one_line(tmp_path, capsys):
