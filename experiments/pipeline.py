@@ -572,12 +572,29 @@ def zoo_files(config: Config) -> list[Path]:
 
 def zoo_record(config: Config) -> dict:
     """What the demonstrator stage records for a zoo demonstrator: the entry and a digest of every file of its
-    series, so a rebuilt zoo makes the later stages stale."""
+    series, so a rebuilt zoo makes the later stages stale. Files are named by series and file name, not by
+    their path, so a checkout moved elsewhere still finds its finished stages."""
     files = zoo_files(config)
     return {
         "zoo": config.zoo,
-        "files": {str(f): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files},
+        "files": {zoo_file_key(f): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files},
     }
+
+
+def zoo_file_key(file: Path) -> str:
+    return f"{file.parent.name}/{file.name}"
+
+
+def upgrade_settings(old: dict, renamed: dict[str, str]) -> dict:
+    """A record's settings in today's form: zoo files keyed by absolute path (records written before
+    ``zoo_file_key``) by series and name, and the digests of input stages whose records were upgraded
+    (``renamed``: old digest -> today's) replaced."""
+    new = {}
+    for key, value in old.items():
+        if key.startswith("files.") and Path(key.removeprefix("files.")).is_absolute():
+            key = "files." + zoo_file_key(Path(key.removeprefix("files.")))
+        new[key] = renamed.get(value, value) if key.startswith("<") else value
+    return new
 
 
 def demonstrator_is_reference(config: Config) -> bool:
@@ -650,9 +667,14 @@ def plan(all_stages: list[Stage], root: Path) -> dict[str, tuple[dict, str, dict
     settings include the digests of the stages it reads from, so a change upstream reaches it too).
     """
     planned: dict[str, tuple[dict, str, dict | None]] = {}
+    renamed: dict[str, str] = {}  # digests of records in an older form that match today's settings -> today's
     for stage in all_stages:
         settings = stage_settings(stage, {name: planned[name][1] for name in stage.inputs})
         record = read_record(root / "stages" / f"{stage.name}.json")
+        stale = record is not None and record["digest"] != digest(settings)
+        if stale and upgrade_settings(record["settings"], renamed) == settings:
+            renamed[record["digest"]] = digest(settings)
+            record = {**record, "digest": digest(settings), "settings": settings}
         if record is not None and record["digest"] != digest(settings):
             old = record["settings"]
             changed = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))

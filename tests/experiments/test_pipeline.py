@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from experiments.pipeline import STAGE_NAMES, Config, run_pipeline
+from experiments.pipeline import STAGE_NAMES, Config, digest, run_pipeline
 from procgen_common.cli import UserError
 from procgen_common.config import ConfigError, load_config
 from tests.conftest import REPO, assert_one_line_error, run_cli
@@ -258,7 +258,7 @@ def test_a_zoo_demonstrator_is_recorded_not_trained(experiment, tmp_path):
     record = json.loads((folder / "stages" / "demonstrator.json").read_text())
     assert record["settings"]["zoo"] == str(tmp_path / "zoo" / "starpilot")
     assert sorted(k.removeprefix("files.") for k in record["settings"] if k.startswith("files.")) == sorted(
-        map(str, series)
+        f"starpilot/{f.name}" for f in series
     )
     assert not (folder / "demonstrator").exists() and not (folder / "agent-true").exists()  # nothing trained
     rows = json.loads((folder / "evaluation" / "summary.json").read_text())
@@ -267,6 +267,23 @@ def test_a_zoo_demonstrator_is_recorded_not_trained(experiment, tmp_path):
     assert "demonstrators from the zoo" in report and "epsilon 1, 0" in report
     assert re.search(r"\| learned per-frame mean \| -?\d\.\d{3} \| -?\d\.\d{3} \|", report)
     assert "report/reward_hacking.png" in report and (folder / "report" / "reward_hacking.png").is_file()
+    # Records written when zoo files were keyed by absolute path (every stage's digest then differs, as each
+    # includes its inputs') are upgraded in place: the rerun finds every stage finished.
+    renamed = {}
+    for name in ("demonstrator", "demos", "reward", "agent-learned", "evaluation"):
+        path = folder / "stages" / f"{name}.json"
+        record = json.loads(path.read_text())
+        old_form = {}
+        for key, value in record["settings"].items():
+            if key.startswith("files."):
+                key = "files." + str(tmp_path / "zoo" / key.removeprefix("files."))
+            old_form[key] = renamed.get(value, value) if key.startswith("<") else value
+        renamed[record["digest"]] = digest(old_form)
+        path.write_text(json.dumps({**record, "digest": digest(old_form), "settings": old_form}))
+    assert digest(old_form) != record["digest"]
+    agent_files = {p: p.stat().st_mtime_ns for p in (folder / "agent-learned").rglob("*") if p.is_file()}
+    run_tiny(folder, f"zoo={tmp_path / 'zoo' / 'starpilot'}", *options)
+    assert {p: p.stat().st_mtime_ns for p in (folder / "agent-learned").rglob("*") if p.is_file()} == agent_files
     # Another game's series is refused in one line before any work.
     with pytest.raises(UserError, match="zoo: .* plays starpilot \\(easy\\) but env.game is coinrun"):
         run_tiny(tmp_path / "other", f"zoo={tmp_path / 'zoo' / 'starpilot'}", "env.game=coinrun")
