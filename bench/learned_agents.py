@@ -105,15 +105,16 @@ def main(argv: list[str] | None = None) -> dict:
         game = config["env"]["game"]
         # A control run on the length reward (reward.source=length) is shown beside, and kept out of the goals.
         reward = (config.get("reward") or {}).get("source", "learned")
+        name = run.name if reward == "learned" else f"{run.name}-{reward}"  # two folders may share a name
         if game not in best:
             raise UserError(f"--best: no best demonstrator of {game} (for {run}); give zoo:<series>/step_<step>")
         summary = held_out(checkpoint, args.episodes)
         entry = games.setdefault(game, {"agents": []})
         entry["agents"].append(
-            {"run": run.name, "reward": reward, **{k: summary[k] for k in ("step", "mean_return", "ci95_return")}}
+            {"run": name, "reward": reward, **{k: summary[k] for k in ("step", "mean_return", "ci95_return")}}
         )
         args.out.mkdir(parents=True, exist_ok=True)
-        plot_reward_hacking(args.out / f"hacking-{run.name}.png", run, f"{run.name}: learned vs true return")
+        plot_reward_hacking(args.out / f"hacking-{name}.png", run, f"{name}: learned vs true return")
 
     lines = [
         "# Agents on learned rewards against their zoo series",

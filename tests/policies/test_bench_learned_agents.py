@@ -53,9 +53,10 @@ def test_an_agent_is_evaluated_and_set_beside_random_best_demonstrator_and_true_
 
 def test_a_length_reward_run_is_listed_beside_and_kept_out_of_the_goals(tmp_path):
     runs = []
-    for name, step, source in (("learned-seed0", "step_000507904", None), ("length-seed0", "step_000000000", "length")):
-        run = tmp_path / name
-        run.mkdir()
+    # Two folders of one name (the same seed), one per reward.
+    for folder, step, source in (("learned", "step_000507904", None), ("length", "step_000000000", "length")):
+        run = tmp_path / folder / "starpilot-seed0"
+        run.mkdir(parents=True)
         checkpoint = torch.load(REPO / "zoo" / "starpilot" / f"{step}.pt", weights_only=True)
         if source:  # what policies.train records for reward.source=length
             checkpoint["config"]["reward"] = {"source": source}
@@ -73,7 +74,8 @@ def test_a_length_reward_run_is_listed_beside_and_kept_out_of_the_goals(tmp_path
     true = list(entry["references"].values())[2]
     assert entry["fraction_of_true_reward_ppo"] == pytest.approx(learned["mean_return"] / true["mean_return"])
     summary = (out / "summary.md").read_text()
-    assert "| agent on the length reward, length-seed0 | 0 |" in summary
+    assert "| agent on the length reward, starpilot-seed0-length | 0 |" in summary
+    assert {p.name for p in out.glob("*.png")} == {"hacking-starpilot-seed0.png", "hacking-starpilot-seed0-length.png"}
     assert "| agent on the learned reward, mean of 1 seeds | |" in summary
 
 
