@@ -14,10 +14,11 @@ Two demonstration ladders on the same training levels (``<out>/<game>/``):
   default).
 
 Each plays ``--train-levels`` training levels with enough episodes that ``--num-demos`` can be drawn and as many
-again stay unseen (the in-distribution evaluation: new episodes of the training levels), and ``--test-levels``
-held-out levels. Every reward model is scored on the union of both ladders' held-out demos (one held-out set for
-all variants) and on the unseen training-level episodes of its own ladder, beside episode length, the per-frame
-mean of the learned reward and an untrained network (``trex.train_reward``'s ``generalization.json``).
+again stay unseen (the in-distribution evaluation: new episodes of the training levels; a ladder no chosen variant
+learns from plays no training levels), and ``--test-levels`` held-out levels. Every reward model is scored on the
+union of both ladders' held-out demos (one held-out set for all variants) and on the unseen training-level
+episodes of its own ladder, beside episode length, the per-frame mean of the learned reward and an untrained network
+(``trex.train_reward``'s ``generalization.json``).
 
 A variant is a ladder plus reward trainer overrides (``VARIANTS``, or ``--variant NAME=LADDER:key=value,...``); each
 runs for every seed into ``<out>/<game>/<variant>/seed<S>``. Finished runs are skipped and interrupted ones resume,
