@@ -10,8 +10,10 @@ is set beside three references of its game from the zoo's ``evaluation.json``: a
 the best demonstrator the reward learned from (``--best``, one per game) and PPO on the true reward at the nearest
 series step at or after the agent's (the zoo series itself). It also draws, per run, the learned and the true return
 of its training episodes over training (the reward-hacking view). Evaluations are cached beside each checkpoint
-(``eval/``), so rerunning only redraws. A run trained on the length reward (``reward.source=length``), the control
-of an agent that only learns to survive, is listed beside under its own name and mean, and kept out of the goals.
+(``eval/``), so rerunning only redraws. Runs on the length reward (``reward.source=length``, the control of an
+agent that only learns to survive) or on the true reward (``reward.source=env``, the same command's reference) are
+listed beside under their own names (``<run>-length``, ``<run>-env``) and means, and kept out of the goals; a
+true-reward run logs no learned return, so it has no reward-hacking figure.
 """
 
 from __future__ import annotations
@@ -80,7 +82,13 @@ def cell(row: dict) -> str:
 @main_guard
 def main(argv: list[str] | None = None) -> dict:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", nargs="+", required=True, type=Path, help="run folders of learned-reward agents")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        type=Path,
+        help="run folders of learned-reward agents (and of length- or true-reward ones to set beside them)",
+    )
     parser.add_argument(
         "--best", nargs="+", required=True, help="the best demonstrator of each game's ladder: zoo:<series>/step_<step>"
     )
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = run_checkpoint(run, args.step)
         config = load_checkpoint(checkpoint)["config"]
         game = config["env"]["game"]
-        # A control run on the length reward (reward.source=length) is shown beside, and kept out of the goals.
+        # Length- and true-reward runs (controls, references) are shown beside, and kept out of the goals.
         reward = (config.get("reward") or {}).get("source", "learned")
         name = run.name if reward == "learned" else f"{run.name}-{reward}"  # two folders may share a name
         if game not in best:
@@ -129,15 +137,14 @@ def main(argv: list[str] | None = None) -> dict:
         entry["references"] = references = zoo_references(best[game], step)
         demo, true = list(references.values())[1:]
         lines += ["", f"## {game}", "", "| policy | step | held-out return [95% CI] |", "|---|---|---|"]
+        means = entry["mean_of_seeds_by_reward"] = {}
         for reward in sorted({a["reward"] for a in agents}):
             mine = [a for a in agents if a["reward"] == reward]
-            mean = float(np.mean([a["mean_return"] for a in mine]))
+            means[reward] = float(np.mean([a["mean_return"] for a in mine]))
             lines += [f"| agent on the {REWARDS[reward]}, {a['run']} | {a['step']:,} | {cell(a)} |" for a in mine]
-            lines.append(f"| agent on the {REWARDS[reward]}, mean of {len(mine)} seeds | | {mean:.2f} |")
-            entry.setdefault("mean_of_seeds_by_reward", {})[reward] = mean
+            lines.append(f"| agent on the {REWARDS[reward]}, mean of {len(mine)} seeds | | {means[reward]:.2f} |")
         lines += [f"| {name} | {row['step']:,} | {cell(row)} |" for name, row in references.items()]
-        mean = entry.get("mean_of_seeds_by_reward", {}).get("learned")
-        entry["mean_of_seeds"] = mean
+        entry["mean_of_seeds"] = mean = means.get("learned")
         if mean is not None:
             entry["beats_best_demonstrator"] = mean > demo["ci95_return"][1]
             entry["fraction_of_true_reward_ppo"] = mean / true["mean_return"]
