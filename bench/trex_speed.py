@@ -249,8 +249,9 @@ class CountingAgent:
         return self.agent.act(obs, state, episode_start, deterministic)
 
 
-def generation_speed(config: DemoConfig, repeats: int) -> dict:
-    """Rollout-path and end-to-end frames/s of ``config`` (one checkpoint) against bare policy inference."""
+def generation_speed(config: DemoConfig, repeats: int, play_threads: list[int]) -> dict:
+    """Rollout-path and end-to-end frames/s of ``config`` (one checkpoint) against bare policy inference; end to
+    end once with each of ``play_threads`` in every repeat, side by side."""
     (path,) = checkpoint_files(config.checkpoint_entries)
     device = pick_device(config.device)
     agent, _, _, env_config = load_demonstrator(path, config, device)
@@ -287,16 +288,17 @@ def generation_speed(config: DemoConfig, repeats: int) -> dict:
 
     # End to end, several times, each beside the bare rate measured just before and just after it: this machine's
     # speed drifts by up to 2x within minutes, so a bound measured apart from the run it bounds is noise.
-    runs = []
+    runs: dict[int, list[dict]] = {count: [] for count in play_threads}
     for repeat in range(repeats):
-        before = bare_rate(agent, config.num_envs, config.deterministic)
-        start = time.perf_counter()
-        out = generate(replace(config, out_dir=f"{config.out_dir}-{repeat}"))
-        end_to_end_s = time.perf_counter() - start
-        after = bare_rate(agent, config.num_envs, config.deterministic)
-        frames_per_s = sum(info.length for info in read_index(out)) / end_to_end_s
-        runs.append({"frames_per_s": frames_per_s, "bare_before": before, "bare_after": after})
-        runs[-1]["ratio"] = frames_per_s / ((before + after) / 2)
+        for count in play_threads:
+            before = bare_rate(agent, config.num_envs, config.deterministic)
+            start = time.perf_counter()
+            out = generate(replace(config, out_dir=f"{config.out_dir}-{count}-{repeat}", play_threads=count))
+            end_to_end_s = time.perf_counter() - start
+            after = bare_rate(agent, config.num_envs, config.deterministic)
+            frames_per_s = sum(info.length for info in read_index(out)) / end_to_end_s
+            run = {"frames_per_s": frames_per_s, "bare_before": before, "bare_after": after}
+            runs[count].append({**run, "ratio": frames_per_s / ((before + after) / 2)})
     end_to_end_frames = sum(info.length for info in read_index(out))
     # How much of that is compressing and writing: the same demos saved again.
     demo_set = DemoSet.open(out)
@@ -315,10 +317,18 @@ def generation_speed(config: DemoConfig, repeats: int) -> dict:
         "rollout_bare_inference_frames_per_s": rollout_bound,
         "rollout_ratio": rollout["frames"] / rollout["s"] / rollout_bound,
         "batch_use": rollout["frames"] / bare["rows"],
-        "end_to_end_runs": runs,
-        "end_to_end_frames_per_s": float(np.median([r["frames_per_s"] for r in runs])),
-        "bare_inference_frames_per_s": float(np.median([(r["bare_before"] + r["bare_after"]) / 2 for r in runs])),
-        "end_to_end_ratio": float(np.median([r["ratio"] for r in runs])),
+        "end_to_end": [
+            {
+                "play_threads": count,
+                "runs": count_runs,
+                "frames_per_s": float(np.median([r["frames_per_s"] for r in count_runs])),
+                "bare_inference_frames_per_s": float(
+                    np.median([(r["bare_before"] + r["bare_after"]) / 2 for r in count_runs])
+                ),
+                "ratio": float(np.median([r["ratio"] for r in count_runs])),
+            }
+            for count, count_runs in runs.items()
+        ],
         "save_frames_per_s": end_to_end_frames / save_s,
         "rollout_frames": rollout["frames"],
     }
@@ -400,9 +410,12 @@ def table(results: dict) -> list[str]:
     lines += [
         f"| demo rollout, frames/s | {g['rollout_frames_per_s']:.0f} | {g['rollout_bare_inference_frames_per_s']:.0f} "
         f"(bare inference) | {g['rollout_ratio']:.2f} | |",
-        f"| demo generation end to end, frames/s | {g['end_to_end_frames_per_s']:.0f} | "
-        f"{g['bare_inference_frames_per_s']:.0f} | {g['end_to_end_ratio']:.2f} "
-        f"({', '.join(f'{r:.2f}' for r in sorted(run['ratio'] for run in g['end_to_end_runs']))}) | >= 0.5 |",
+        *(
+            f"| demo generation end to end, play_threads={e['play_threads']}, frames/s | {e['frames_per_s']:.0f} | "
+            f"{e['bare_inference_frames_per_s']:.0f} | {e['ratio']:.2f} "
+            f"({', '.join(f'{r:.2f}' for r in sorted(run['ratio'] for run in e['runs']))}) | >= 0.5 |"
+            for e in g["end_to_end"]
+        ),
         f"| saving demos (compress + write), frames/s | {g['save_frames_per_s']:.0f} | | | |",
     ]
     return lines
@@ -448,6 +461,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "is reported (default 3)",
     )
     parser.add_argument(
+        "--play-threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="play_threads settings timed end to end side by side in part 3, each in every repeat (default 1 2)",
+    )
+    parser.add_argument(
         "--game", default="starpilot", help="game of the tiny PPO run made without checkpoints (default starpilot)"
     )
     parser.add_argument(
@@ -484,7 +504,7 @@ def main(argv: list[str] | None = None) -> dict:
         workdir = Path(tmp)
         series = series_checkpoints(args, workdir)
         results["generation"] = generation_speed(
-            demo_config(series[-1:], args, workdir / "generation"), args.gen_repeats
+            demo_config(series[-1:], args, workdir / "generation"), args.gen_repeats, args.play_threads
         )
         print(f"demo rollout: {results['generation']['rollout_ratio']:.2f} of bare inference", file=sys.stderr)
         if args.generation_only:

@@ -129,13 +129,13 @@ class NoisyLinear(nn.Module):
         self.reset_noise()
 
     @staticmethod
-    def _scaled_noise(size: int, device: torch.device) -> torch.Tensor:
-        x = torch.randn(size, device=device)
+    def _scaled_noise(size: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+        x = torch.randn(size, device=device, generator=generator)
         return x.sign() * x.abs().sqrt()
 
-    def reset_noise(self) -> None:
-        self.eps_in.copy_(self._scaled_noise(self.in_features, self.eps_in.device))
-        self.eps_out.copy_(self._scaled_noise(self.out_features, self.eps_out.device))
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
+        self.eps_in.copy_(self._scaled_noise(self.in_features, self.eps_in.device, generator))
+        self.eps_out.copy_(self._scaled_noise(self.out_features, self.eps_out.device, generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -197,10 +197,10 @@ class QNetwork(nn.Module):
     def q_values(self, frames: torch.Tensor) -> torch.Tensor:
         return self.q_from(self(frames))
 
-    def reset_noise(self) -> None:
+    def reset_noise(self, generator: torch.Generator | None = None) -> None:
         for module in self.modules():
             if isinstance(module, NoisyLinear):
-                module.reset_noise()
+                module.reset_noise(generator)
 
 
 def project_distribution(
@@ -264,12 +264,14 @@ def td_loss(
 
 class QAgent:
     """The agents' interface over a ``QNetwork``: greedy actions when ``deterministic``; otherwise the
-    training behaviour, i.e. greedy under freshly drawn noise (noisy nets) or epsilon-greedy."""
+    training behaviour, i.e. greedy under freshly drawn noise (noisy nets) or epsilon-greedy, drawn from
+    ``generator`` (None: torch's global one)."""
 
     def __init__(self, net: QNetwork, epsilon: float = 0.01, device: torch.device | str = "cpu"):
         self.net = net.eval()
         self.epsilon = epsilon
         self.device = torch.device(device)
+        self.generator: torch.Generator | None = None
 
     def initial_state(self, num_envs: int) -> None:
         return None
@@ -279,15 +281,16 @@ class QAgent:
         frames = torch.as_tensor(obs, device=self.device)
         if not deterministic and self.net.noisy:
             self.net.train()
-            self.net.reset_noise()
+            self.net.reset_noise(self.generator)
             q = self.net.q_values(frames)
             self.net.eval()
         else:
             q = self.net.q_values(frames)
         actions = q.argmax(-1)
         if not deterministic and not self.net.noisy and self.epsilon > 0:
-            explore = torch.rand(len(actions), device=self.device) < self.epsilon
-            actions = torch.where(explore, torch.randint_like(actions, self.net.num_actions), actions)
+            explore = torch.rand(len(actions), device=self.device, generator=self.generator) < self.epsilon
+            random = torch.randint(0, self.net.num_actions, actions.shape, device=self.device, generator=self.generator)
+            actions = torch.where(explore, random, actions)
         return actions.cpu().numpy(), None
 
 

@@ -198,9 +198,10 @@ class ActorCritic(PolicyNet):
         return logits.unflatten(0, frames.shape[:2]), values.unflatten(0, frames.shape[:2]), None
 
 
-def sample_actions(logits: torch.Tensor) -> torch.Tensor:
-    """Sample from the categorical distributions given by ``logits`` (Gumbel-max: one kernel, no Categorical)."""
-    noise = torch.empty_like(logits).exponential_().log_()
+def sample_actions(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sample from the categorical distributions given by ``logits`` (Gumbel-max: one kernel, no Categorical),
+    drawing from ``generator`` (None: torch's global one)."""
+    noise = torch.empty_like(logits).exponential_(generator=generator).log_()
     return (logits - noise).argmax(-1)
 
 
@@ -208,12 +209,15 @@ class PolicyAgent:
     """Acts with a ``PolicyNet`` on numpy frames: the interface evaluation, demos and video use.
 
     Agents expose ``initial_state(num_envs)`` and ``act(obs, state, episode_start, deterministic) -> (actions,
-    state)``. One step is an unroll of length 1; the state is the net's (None for a feed-forward net).
+    state)``. One step is an unroll of length 1; the state is the net's (None for a feed-forward net). Sampled
+    actions draw from ``generator`` (None: torch's global one), so players in several threads each keep their own
+    stream.
     """
 
     def __init__(self, net: PolicyNet, device: torch.device | str = "cpu"):
         self.net = net.eval()
         self.device = torch.device(device)
+        self.generator: torch.Generator | None = None
 
     def initial_state(self, num_envs: int) -> torch.Tensor | None:
         return self.net.initial_state(num_envs, self.device)
@@ -223,5 +227,5 @@ class PolicyAgent:
         frames = torch.as_tensor(obs, device=self.device)[None]
         starts = torch.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)[None]
         logits, _, state = self.net.unroll(frames, state, starts)
-        actions = logits[0].argmax(-1) if deterministic else sample_actions(logits[0])
+        actions = logits[0].argmax(-1) if deterministic else sample_actions(logits[0], self.generator)
         return actions.cpu().numpy(), state

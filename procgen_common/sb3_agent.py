@@ -21,6 +21,7 @@ import torch
 
 from procgen_common.checkpoint import CheckpointError
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
+from procgen_common.networks import sample_actions
 
 SUPPORTED_POLICY = "ActorCriticCnnPolicy"
 
@@ -31,6 +32,7 @@ class SB3Agent:
     def __init__(self, policy, device: torch.device | str = "cpu"):
         self.policy = policy.eval()
         self.device = torch.device(device)
+        self.generator: torch.Generator | None = None  # where sampled actions draw from (None: torch's global)
 
     def initial_state(self, num_envs: int) -> None:
         return None
@@ -40,7 +42,7 @@ class SB3Agent:
         # SB3 trained behind VecTransposeImage: the policy sees channel-first frames.
         frames = torch.as_tensor(obs, device=self.device).permute(0, 3, 1, 2)
         dist = self.policy.get_distribution(frames)
-        actions = dist.mode() if deterministic else dist.sample()
+        actions = dist.mode() if deterministic else sample_actions(dist.distribution.logits, self.generator)
         return actions.cpu().numpy(), None
 
 

@@ -5,8 +5,8 @@
 Every checkpoint (this suite's ``checkpoints/step_*.pt`` series, or stable-baselines3 ``.zip``
 models), at every noise level of ``epsilon`` (a D-REX noise ladder, Brown et al. 2019b: each
 (checkpoint, epsilon) is one rung), plays ``episodes_per_level`` episodes on each training level seed
-and, separately, on each held-out test level seed. All of them go through one batched step loop (``play_demos``) while
-writer threads compress and write the finished ones: one ``.npz.zst`` per demo and an ``index.csv``
+and, separately, on each held-out test level seed. All of them go through one batched step loop (``play_demos``), or
+``play_threads`` such loops each playing its share, while writer threads compress and write the finished ones: one ``.npz.zst`` per demo and an ``index.csv``
 go to ``out_dir``. Rerunning skips the demos already there (indexed, with their file), so an
 interrupted run continues where it stopped and a run with more checkpoints or levels adds only
 the new demos.
@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +37,7 @@ from procgen_common.config import Checked, bounded, load_config, read_yaml, save
 from procgen_common.env import EnvConfig, ProcgenVecEnv, check_game, one_level_config
 from procgen_common.episodes import MAX_LEVEL_SEED, Episode, Job, play_episodes
 from procgen_common.logger import close_bar, progress_bar
-from procgen_common.runs import FolderLock, pick_device, use_threads
+from procgen_common.runs import FolderLock, merge_threads, pick_device, torch_threads, use_threads
 from procgen_common.sb3_agent import load_sb3_agent
 from trex.demos import SUFFIX, Demo, DemoInfo, DemoSplit, encode_demo, read_index, save_demo, write_index
 
@@ -77,6 +78,13 @@ class Config(Checked):
     num_envs: int = bounded(32, 1)
     """Episodes played at once; a finished one's slot takes the next demo to play, of the same or the next
     checkpoint (each step: one batched forward pass per checkpoint in the batch)."""
+    play_threads: int = bounded(1, 1)
+    """Threads playing demos at once, each its own share of the demos (every play_threads-th) on its own vector env
+    of num_envs rows, with its own random streams and torch_threads / play_threads of torch's threads; the forward
+    passes of one then overlap the other's Procgen steps and compressing. 2 on a 2-core CPU plays ~1.2 times as
+    fast as 1, 3 or 4 slower again (README, T-REX speed). Which thread plays a demo changes its random draws: the
+    same seed gives the same demos only with the same play_threads (1, the default, keeps the demos, and so the
+    figures, of earlier versions)."""
     writer_threads: int = bounded(1, 1)
     """Threads writing finished demos while play goes on, and compressing them too where the machine has a core
     beyond torch's threads and theirs (else the playing thread compresses: see ``play_missing_demos``); more of
@@ -315,7 +323,8 @@ def generate(config: Config) -> Path:
     """Play every missing demo and keep the index up to date; returns the demo folder.
 
     All checkpoints' missing demos go through one job queue (checkpoint by checkpoint, then split, level and
-    episode) played ``num_envs`` at a time (``play_demos``). Writer threads compress and write each demo while
+    episode) played ``num_envs`` at a time (``play_demos``), in ``play_threads`` threads each taking every
+    ``play_threads``-th job. Writer threads compress and write each demo while
     play goes on; ``index.csv`` lists a demo once its file is complete and is rewritten every
     ``INDEX_EVERY_S`` seconds and at the end. A demo counts as done when it is in the index and its file exists.
     """
@@ -424,31 +433,44 @@ def play_missing_demos(
     first = todo[0].demo_id(files[todo[0].demonstrator].stem) if todo else ""
     seed = stable_seed(config.seed, first)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    players = max(1, min(config.play_threads, len(todo)))
+    threads_each = max(1, torch.get_num_threads() // players)
     # Compressing in a writer thread while torch's threads hold every core stalls their forward passes more than
     # the compressing costs in the playing thread (200 starpilot demos, 2 cores, 2 torch threads, 12 runs each
     # side by side: 3,050 frames/s end to end against 3,800, medians, with Zstandard level 3 and 1 respectively);
     # the writer threads then only write, which waits on the disk, not a core.
-    encode_here = torch.get_num_threads() + config.writer_threads > (os.cpu_count() or 1)
+    encode_here = threads_each * players + config.writer_threads > (os.cpu_count() or 1)
+
+    def play_share(player: int) -> Iterator[tuple[Demo, bytes | None]]:
+        """One player's demos (every ``players``-th job), encoded where ``encode_here``. A lone player draws from
+        torch's global generator, seeded above, as earlier versions did; several each draw from their own."""
+        own_seed = seed if players == 1 else stable_seed(seed, player)
+        generator = torch.default_generator if players == 1 else torch.Generator().manual_seed(own_seed)
+
+        def agent(k: int):
+            loaded = demonstrator(k)
+            loaded.generator = generator
+            return loaded
+
+        share = todo[player::players]
+        rng = np.random.default_rng(own_seed)
+        for episode in play_demos(
+            agent, env_config, share, config.num_envs, config.max_length, config.deterministic, rng
+        ):
+            demo = demo_of(episode)
+            yield demo, (encode_demo(demo) if encode_here else None)
+
     try:
         with ThreadPoolExecutor(config.writer_threads, thread_name_prefix="demo-writer") as writer:
             try:
-                for episode in play_demos(
-                    demonstrator,
-                    env_config,
-                    todo,
-                    config.num_envs,
-                    config.max_length,
-                    config.deterministic,
-                    rng,
-                ):
-                    demo = demo_of(episode)
-                    encoded = encode_demo(demo) if encode_here else None
-                    unwritten.append((writer.submit(save_demo, out / demo.info.file, demo, encoded), demo.info))
-                    collect(wait=False)
-                    if time.monotonic() - index_written > INDEX_EVERY_S:
-                        write_index(out, sorted(index.values(), key=index_order))
-                        index_written = time.monotonic()
+                with torch_threads(threads_each):
+                    played_demos = merge_threads([partial(play_share, p) for p in range(players)])
+                    for demo, encoded in played_demos:
+                        unwritten.append((writer.submit(save_demo, out / demo.info.file, demo, encoded), demo.info))
+                        collect(wait=False)
+                        if time.monotonic() - index_written > INDEX_EVERY_S:
+                            write_index(out, sorted(index.values(), key=index_order))
+                            index_written = time.monotonic()
             finally:
                 collect(wait=True)  # on an error too: what was played and written is kept
     finally:

@@ -99,3 +99,20 @@ def test_nature_cnn_under_bf16_autocast_matches_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = net(frames).float()
     assert (half - full).abs().max() < 0.05 * full.abs().max()
+
+
+def test_an_agent_with_its_own_generator_samples_apart_from_torchs_global_one():
+    """Demo players in several threads each draw from their own generator: the global one's state is irrelevant."""
+    torch.manual_seed(2)
+    net = ActorCritic(ModelConfig(arch="nature", hidden_size=16), (64, 64, 3), 15)
+    obs = np.random.default_rng(0).integers(0, 256, (32, 64, 64, 3), dtype=np.uint8)
+    draws = []
+    for global_seed in (0, 1):
+        agent = PolicyAgent(net)
+        agent.generator = torch.Generator().manual_seed(7)
+        torch.manual_seed(global_seed)
+        draws.append(np.concatenate([agent.act(obs, None, np.ones(32, bool))[0] for _ in range(3)]))
+    np.testing.assert_array_equal(draws[0], draws[1])
+    agent = PolicyAgent(net)  # no generator: torch's global one, so another global seed draws otherwise
+    torch.manual_seed(1)
+    assert not np.array_equal(np.concatenate([agent.act(obs, None, np.ones(32, bool))[0] for _ in range(3)]), draws[0])

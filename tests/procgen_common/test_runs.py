@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 
 import pytest
+import torch
 
 from procgen_common.checkpoint import save_checkpoint
 from procgen_common.cli import UserError
-from procgen_common.runs import FolderLock, make_folder
+from procgen_common.runs import FolderLock, make_folder, merge_threads, torch_threads
 from tests.conftest import assert_one_line_error, run_cli
 from tests.trex.conftest import write_synthetic_demos
 
@@ -91,3 +93,45 @@ def test_file_system_failures_deep_in_a_job_are_one_line_and_other_errors_keep_t
         job(ZeroDivisionError("bug"))
     with pytest.raises(ConnectionResetError):
         job(ConnectionResetError(errno.ECONNRESET, "reset"))
+
+
+def test_merge_threads_yields_every_item_of_every_producer_in_its_order():
+    producers = [lambda k=k: iter(range(k * 100, k * 100 + 50)) for k in range(3)]
+    items = list(merge_threads(producers, max_queued=2))
+    assert sorted(items) == [k * 100 + i for k in range(3) for i in range(50)]
+    for k in range(3):
+        assert [i for i in items if i // 100 == k] == list(range(k * 100, k * 100 + 50))
+    assert list(merge_threads([lambda: iter("ab")])) == ["a", "b"]  # one producer: no thread
+
+
+def test_merge_threads_raises_a_producers_error_and_stops_the_others():
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield 0
+        finally:
+            closed.set()
+
+    def failing():
+        yield 1
+        raise UserError("bad checkpoint")
+
+    with pytest.raises(UserError, match="bad checkpoint"):
+        list(merge_threads([endless, failing], max_queued=1))
+    assert closed.is_set()  # the endless producer was stopped and closed, not left running
+
+    closed.clear()
+    threads_before = threading.active_count()
+    merged = merge_threads([endless, endless])
+    assert next(merged) == 0
+    merged.close()  # the caller stops early: every thread is joined and its producer closed
+    assert closed.is_set() and threading.active_count() == threads_before
+
+
+def test_torch_threads_sets_the_count_inside_the_block_only():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

@@ -61,11 +61,13 @@ def test_trex_speed_measures_every_part_against_its_bound(synthetic_demos, demon
     assert training["trainer_frames_per_s"] > 0 and training["ratio"] > 0
     assert generation["rollout_frames"] > 0 and 0 < generation["batch_use"] <= 1
     assert generation["save_frames_per_s"] > 0
-    runs = generation["end_to_end_runs"]
-    assert len(runs) == 2 and all(r["bare_before"] > 0 and r["bare_after"] > 0 for r in runs)
-    for run in runs:  # each run against the bound timed beside it, not one timed apart
-        assert run["ratio"] == pytest.approx(run["frames_per_s"] / ((run["bare_before"] + run["bare_after"]) / 2))
-    assert generation["end_to_end_ratio"] == pytest.approx(np.median([r["ratio"] for r in runs]))
+    assert [e["play_threads"] for e in generation["end_to_end"]] == [1, 2]  # the default, side by side
+    for end_to_end in generation["end_to_end"]:
+        runs = end_to_end["runs"]
+        assert len(runs) == 2 and all(r["bare_before"] > 0 and r["bare_after"] > 0 for r in runs)
+        for run in runs:  # each run against the bound timed beside it, not one timed apart
+            assert run["ratio"] == pytest.approx(run["frames_per_s"] / ((run["bare_before"] + run["bare_after"]) / 2))
+        assert end_to_end["ratio"] == pytest.approx(np.median([r["ratio"] for r in runs]))
     (memory,) = results["memory"]
     assert memory["num_demos"] == 40  # every training demo of the synthetic set
     assert memory["demo_bytes"] == 40 * 30 * 64 * 64 * 3 and memory["peak_increase"] > 0

@@ -417,3 +417,20 @@ def test_a_multi_game_checkpoint_without_one_of_its_games_is_one_line(
     assert info.value.code == 2
     assert_one_line_error(capsys.readouterr().err, f"game: {multi} is a multi-game agent (coinrun, starpilot)", needle)
     assert not (tmp_path / "d").exists()
+
+
+def test_two_play_threads_play_every_demo_exactly_and_the_same_each_run(demonstrator_run, tmp_path):
+    """Each thread plays its share with its own random streams: the same demos every run, whichever thread is
+    faster, each one replaying exactly on a new env of its level."""
+    options = (f"checkpoints={demonstrator_run}", "train_levels=[3,4]", "test_levels=[]", "num_envs=2", "epsilon=0.3")
+    runs = [DemoSet.open(generate(_config(*options, "play_threads=2", f"out_dir={tmp_path}/{n}"))) for n in "ab"]
+    one_thread = read_index(generate(_config(*options, f"out_dir={tmp_path}/one")))
+    assert runs[0].infos == runs[1].infos
+    assert sorted(i.demo_id for i in runs[0].infos) == sorted(i.demo_id for i in one_thread)
+    for info in runs[0].infos:
+        a, b = runs[0].load(info), runs[1].load(info)
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.obs, b.obs)
+        frames, rewards, _ = _replay(info, a)
+        np.testing.assert_array_equal(a.obs, frames)
+        np.testing.assert_array_equal(a.rewards, rewards)
