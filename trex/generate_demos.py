@@ -6,10 +6,10 @@ Every checkpoint (this suite's ``checkpoints/step_*.pt`` series, or stable-basel
 models), at every noise level of ``epsilon`` (a D-REX noise ladder, Brown et al. 2019b: each
 (checkpoint, epsilon) is one rung), plays ``episodes_per_level`` episodes on each training level seed
 and, separately, on each held-out test level seed. All of them go through one batched step loop (``play_demos``), or
-``play_threads`` such loops each playing its share, while writer threads compress and write the finished ones: one ``.npz.zst`` per demo and an ``index.csv``
-go to ``out_dir``. Rerunning skips the demos already there (indexed, with their file), so an
-interrupted run continues where it stopped and a run with more checkpoints or levels adds only
-the new demos.
+``play_threads`` such loops each playing its share, while writer threads compress and write the finished ones: one
+``.npz.zst`` per demo and an ``index.csv`` go to ``out_dir``. Rerunning skips the demos already there (indexed,
+with their file), so an interrupted run continues where it stopped and a run with more checkpoints or levels adds
+only the new demos.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -232,6 +232,17 @@ def choose_levels(config: Config, env_config: EnvConfig) -> dict[DemoSplit, list
     return levels
 
 
+def first_frame_states(env_config: EnvConfig, levels: Iterable[int]) -> dict[int, bytes]:
+    """Level seed -> the Procgen state of the level's first frame, each taken from a new one-level env."""
+    states = {}
+    for level in sorted(set(levels)):
+        one = ProcgenVecEnv(one_level_config(env_config, level), "train", num_envs=1)
+        one.reset()
+        [states[level]] = one.get_state()
+        one.close()
+    return states
+
+
 def play_demos(
     demonstrator: Callable[[int], Any],
     env_config: EnvConfig,
@@ -240,27 +251,21 @@ def play_demos(
     max_length: int,
     deterministic: bool,
     rng: np.random.Generator,
+    starts: dict[int, bytes] | None = None,
 ) -> Iterator[Episode]:
     """Play every job, ``num_envs`` at a time (``play_episodes``), each slot on its row of one vector env, taking
     the next job of the queue when one ends (a batch spans two checkpoints where one's jobs run out); yield each
-    episode (its ``job`` the ``DemoJob``) as it ends. A job's row is set to the state of its level's first frame,
-    taken once per level from a new one-level env, so it plays exactly as a new env of that level would; one vector
-    env steps every row in one call, where an env per slot took a Python call per slot and step, and a new env per
-    episode. ``demonstrator(k)`` loads the agent of ``job.demonstrator == k``; ``rng`` draws the epsilon noise.
+    episode (its ``job`` the ``DemoJob``) as it ends. A job's row is set to the state of its level's first frame
+    (``starts``, or ``first_frame_states`` of the jobs' levels), so it plays exactly as a new env of that level
+    would; one vector env steps every row in one call, where an env per slot took a Python call per slot and step,
+    and a new env per episode. ``demonstrator(k)`` loads the agent of ``job.demonstrator == k``; ``rng`` draws the
+    epsilon noise.
     """
     if not jobs:
         return
     queue = deque(jobs)
     num_slots = min(num_envs, len(jobs))
-    starts: dict[int, bytes] = {}  # level seed -> the state of its first frame
-
-    def start_of(level: int) -> bytes:
-        if level not in starts:
-            one = ProcgenVecEnv(one_level_config(env_config, level), "train", num_envs=1)
-            one.reset()
-            [starts[level]] = one.get_state()
-            one.close()
-        return starts[level]
+    starts = starts if starts is not None else first_frame_states(env_config, (job.level_seed for job in jobs))
 
     def next_job(slot: int, ended: Episode | None) -> Job | None:
         if ended is not None:
@@ -268,7 +273,7 @@ def play_demos(
         if not queue:
             return None
         job = queue.popleft()
-        return Job(job, job.demonstrator, job.epsilon, state=start_of(job.level_seed))
+        return Job(job, job.demonstrator, job.epsilon, state=starts[job.level_seed])
 
     # Procgen steps the rows in its own threads while torch waits (env_config.num_threads; every row's play is
     # its own, so the thread count changes no frame).
@@ -434,6 +439,7 @@ def play_missing_demos(
     seed = stable_seed(config.seed, first)
     torch.manual_seed(seed)
     players = max(1, min(config.play_threads, len(todo)))
+    starts = first_frame_states(env_config, (job.level_seed for job in todo))  # shared by the players
     threads_each = max(1, torch.get_num_threads() // players)
     # Compressing in a writer thread while torch's threads hold every core stalls their forward passes more than
     # the compressing costs in the playing thread (200 starpilot demos, 2 cores, 2 torch threads, 12 runs each
@@ -455,7 +461,7 @@ def play_missing_demos(
         share = todo[player::players]
         rng = np.random.default_rng(own_seed)
         for episode in play_demos(
-            agent, env_config, share, config.num_envs, config.max_length, config.deterministic, rng
+            agent, env_config, share, config.num_envs, config.max_length, config.deterministic, rng, starts
         ):
             demo = demo_of(episode)
             yield demo, (encode_demo(demo) if encode_here else None)
