@@ -42,7 +42,12 @@ class SB3Agent:
         # SB3 trained behind VecTransposeImage: the policy sees channel-first frames.
         frames = torch.as_tensor(obs, device=self.device).permute(0, 3, 1, 2)
         dist = self.policy.get_distribution(frames)
-        actions = dist.mode() if deterministic else sample_actions(dist.distribution.logits, self.generator)
+        if deterministic:
+            actions = dist.mode()
+        elif self.generator is None:
+            actions = dist.sample()  # SB3's own draws, as before generators
+        else:
+            actions = sample_actions(dist.distribution.logits, self.generator)
         return actions.cpu().numpy(), None
 
 

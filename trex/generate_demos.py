@@ -449,9 +449,9 @@ def play_missing_demos(
 
     def play_share(player: int) -> Iterator[tuple[Demo, bytes | None]]:
         """One player's demos (every ``players``-th job), encoded where ``encode_here``. A lone player draws from
-        torch's global generator, seeded above, as earlier versions did; several each draw from their own."""
+        torch's global generator (None), seeded above, as earlier versions did; several each draw from their own."""
         own_seed = seed if players == 1 else stable_seed(seed, player)
-        generator = torch.default_generator if players == 1 else torch.Generator().manual_seed(own_seed)
+        generator = None if players == 1 else torch.Generator().manual_seed(own_seed)
 
         def agent(k: int):
             loaded = demonstrator(k)
