@@ -81,6 +81,12 @@ class Job:
     that the slot's row is set to first, so each row can play any level; None: go on with the row as it stands."""
 
 
+def as_lists(obs: np.ndarray, rewards: np.ndarray, dones: np.ndarray, infos: list) -> tuple:
+    """A vector env step's rewards and done flags as Python lists: the player reads them one row at a time, where
+    numpy scalars cost about a microsecond each."""
+    return obs, rewards.tolist(), dones.tolist(), infos
+
+
 def play_episodes(
     agents: Callable[[int], Any],
     num_slots: int,
@@ -153,19 +159,20 @@ def play_episodes(
 
         if env is not None:
             env.step_async(actions)
-            results = dict.fromkeys(acting, env.step_wait())
+            results = dict.fromkeys(acting.tolist(), as_lists(*env.step_wait()))
         else:
             for i in acting:
                 envs[i].step_async(actions[i : i + 1])
-            results = {i: envs[i].step_wait() for i in acting}
-        for slot in acting:
+            results = {i: as_lists(*envs[i].step_wait()) for i in acting.tolist()}
+        chosen = actions.tolist()
+        for slot in acting.tolist():
             next_obs, reward, done, info = results[slot]
             row = slot if env is not None else 0
             frames, acts, rewards = buffers[slot]
             if keep_frames and jobs[slot] is not None:
                 frames.append(obs[slot].copy())
-            acts.append(int(actions[slot]))
-            rewards.append(float(reward[row]))
+            acts.append(chosen[slot])
+            rewards.append(reward[row])
             obs[slot] = next_obs[row]
             cut = max_steps is not None and len(acts) >= max_steps and jobs[slot] is not None
             if jobs[slot] is None or not (done[row] or cut):
