@@ -81,7 +81,7 @@ class Config(Checked):
     play_threads: int = bounded(1, 1)
     """Threads playing demos at once, each its own share of the demos (every play_threads-th) on its own vector env
     of num_envs rows, with its own random streams and torch_threads / play_threads of torch's threads; the forward
-    passes of one then overlap the other's Procgen steps and compressing. 2 on a 2-core CPU plays 1.2-1.35x as
+    passes of one then overlap the other's Procgen steps and compressing. 2 on a 2-core CPU plays 1.2-1.5x as
     fast as 1, 3 or 4 slower again (README, T-REX speed). Which thread plays a demo changes its random draws: the
     same seed gives the same demos only with the same play_threads (1, the default, keeps the demos, and so the
     figures, of earlier versions)."""
