@@ -21,6 +21,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -469,8 +470,9 @@ def play_missing_demos(
     try:
         with ThreadPoolExecutor(config.writer_threads, thread_name_prefix="demo-writer") as writer:
             try:
-                with torch_threads(threads_each):
-                    played_demos = merge_threads([partial(play_share, p) for p in range(players)])
+                # closing(): on an error here the play threads stop and are joined before anything else happens.
+                shares = [partial(play_share, p) for p in range(players)]
+                with torch_threads(threads_each), closing(merge_threads(shares)) as played_demos:
                     for demo, encoded in played_demos:
                         unwritten.append((writer.submit(save_demo, out / demo.info.file, demo, encoded), demo.info))
                         collect(wait=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -126,9 +127,11 @@ def test_rerun_plays_again_demos_without_file_or_index_row(demo_dir, demonstrato
     assert all((folder / i.file).is_file() for i in infos)
 
 
+@pytest.mark.parametrize("play_threads", [1, 2])
 def test_a_failed_write_leaves_an_index_of_complete_demos_and_a_rerun_finishes(
-    demonstrator_run, tmp_path, monkeypatch, capsys
+    demonstrator_run, tmp_path, monkeypatch, capsys, play_threads
 ):
+    threads_before = threading.active_count()
     writes = []
 
     def failing_save(path, demo, encoded=None):
@@ -150,10 +153,12 @@ def test_a_failed_write_leaves_an_index_of_complete_demos_and_a_rerun_finishes(
         "test_levels=[]",
         "episodes_per_level=2",
         "num_envs=2",
+        f"play_threads={play_threads}",
         f"out_dir={tmp_path}",
     )
     with pytest.raises(OSError, match="disk full"):
         generate(_config(*options))
+    assert threading.active_count() == threads_before  # the play (and writer) threads were stopped and joined
     kept = read_index(tmp_path)
     assert 2 <= len(kept) < 4 and writes[2].name not in {i.file for i in kept}
     monkeypatch.setattr(trex.generate_demos, "save_demo", save_demo)
