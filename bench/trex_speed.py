@@ -492,6 +492,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if args.gen_repeats < 1:
         raise UserError(f"--gen-repeats: {args.gen_repeats}; give at least 1 end-to-end run")
+    if min(args.play_threads) < 1:
+        raise UserError(f"--play-threads: {min(args.play_threads)}; each setting must be at least 1 thread")
     torch.set_num_threads(args.threads)
     results: dict = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -112,11 +112,18 @@ def test_trex_levers_runs_both_ladders_and_every_variant(demonstrator_run, tmp_p
     assert "| noise-episode | noise | 1 |" in (tmp_path / "summary-starpilot.md").read_text()
 
 
-def test_trex_speed_refuses_zero_repeats_in_one_line(capsys):
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("--gen-repeats=0", "error: --gen-repeats: 0; give at least 1 end-to-end run"),
+        ("--play-threads=0", "error: --play-threads: 0; each setting must be at least 1 thread"),
+    ],
+)
+def test_trex_speed_refuses_bad_counts_in_one_line_before_any_work(capsys, option, message):
     with pytest.raises(SystemExit) as exit_info:
-        _script("trex_speed").main(["--generation-only", "--gen-repeats=0"])
+        _script("trex_speed").main(["--generation-only", option])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines() == ["error: --gen-repeats: 0; give at least 1 end-to-end run"]
+    assert capsys.readouterr().err.strip().splitlines() == [message]
 
 
 def test_reward_per_frame_prints_every_rung_and_the_frames_that_earn_points(synthetic_demos, tmp_path, capsys):
