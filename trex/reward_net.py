@@ -12,6 +12,7 @@ of the demos it learned from). They load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from procgen_common.checkpoint import CheckpointError, check_finite_weights, load_checkpoint, save_checkpoint
+from procgen_common.cli import UserError
 from procgen_common.config import Checked, ConfigError, bounded, from_dict, to_dict
 from procgen_common.env import NUM_ACTIONS, OBS_SHAPE
 from procgen_common.networks import ImpalaCNN, frames_to_input
@@ -153,6 +155,35 @@ def load_reward_net(path: str | Path) -> tuple[RewardNet, dict]:
         raise CheckpointError(f"{path}: not a usable reward model ({first})") from None
     check_finite_weights(checkpoint["model"], path)
     return net.eval(), checkpoint
+
+
+def stack_reward_nets(paths: list[str | Path], out: str | Path) -> Path:
+    """Save as one ensemble the members of several reward models of one game and network (e.g. the same trainer run
+    with different seeds): its reward is the mean of theirs, and its recorded per-frame mean (``reward.center``)
+    the mean of theirs. Models of different games, modes or networks are refused with a ``UserError``."""
+    if len(paths) < 2:
+        raise UserError(f"stack: {len(paths)} model(s) given; an ensemble needs at least 2")
+    loaded = [load_reward_net(path) for path in paths]
+    config, first_checkpoint = loaded[0][0].config, loaded[0][1]
+    for path, (net, checkpoint) in zip(paths[1:], loaded[1:], strict=True):
+        if dataclasses.replace(net.config, ensemble_size=1) != dataclasses.replace(config, ensemble_size=1):
+            raise UserError(f"{path}: its reward_net settings differ from {paths[0]}'s; only one network can stack")
+        if checkpoint.get("demos", {}).get("game") != first_checkpoint.get("demos", {}).get("game"):
+            raise UserError(f"{path}: learned from another game's demos than {paths[0]}")
+    stacked = RewardNet(dataclasses.replace(config, ensemble_size=sum(len(net.members) for net, _ in loaded)))
+    stacked.members = nn.ModuleList(member for net, _ in loaded for member in net.members)
+    means = [checkpoint.get("reward_per_frame", {}).get("mean") for _, checkpoint in loaded]
+    save_checkpoint(
+        out,
+        {
+            **{key: first_checkpoint[key] for key in ("algo", "step", "mean_return", "demos")},
+            "config": {**first_checkpoint["config"], "reward_net": to_dict(stacked.config)},
+            "model": stacked.state_dict(),
+            "stacked_from": [str(path) for path in paths],
+            **({"reward_per_frame": {"mean": sum(means) / len(means)}} if None not in means else {}),
+        },
+    )
+    return Path(out)
 
 
 def save_untrained_reward_net(

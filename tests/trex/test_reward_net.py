@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from procgen_common.checkpoint import load_checkpoint, save_checkpoint
+from procgen_common.cli import UserError
 from procgen_common.networks import ImpalaCNN
-from trex.reward_net import RewardNet, RewardNetConfig
+from trex.reward_net import RewardNet, RewardNetConfig, load_reward_net, save_untrained_reward_net, stack_reward_nets
 from trex.train_reward import bradley_terry_loss, mean_reward_penalty, preference_accuracy
 
 
@@ -125,3 +127,26 @@ def test_impala_option_reuses_the_suite_encoder():
     net = RewardNet(RewardNetConfig(arch="impala", impala_channels=[8, 8], hidden_size=16))
     assert isinstance(net.members[0].trunk, ImpalaCNN)
     assert net(_frames(3)).shape == (1, 3)
+
+
+def test_stacked_models_reward_the_mean_of_theirs_and_refuse_a_foreign_one(tmp_path):
+    paths = [
+        save_untrained_reward_net(tmp_path / f"m{seed}.pt", RewardNetConfig(), "starpilot", seed=seed)
+        for seed in (0, 1)
+    ]
+    for seed, path in enumerate(paths):  # the recorded per-frame means that reward.center subtracts
+        checkpoint = load_checkpoint(path)
+        save_checkpoint(path, {**checkpoint, "reward_per_frame": {"mean": 0.1 + 0.2 * seed}})
+    stacked, checkpoint = load_reward_net(stack_reward_nets(paths, tmp_path / "stack.pt"))
+    frames = torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        singles = [load_reward_net(path)[0].reward(frames) for path in paths]
+        torch.testing.assert_close(stacked.reward(frames), (singles[0] + singles[1]) / 2)
+    assert stacked.config.ensemble_size == 2 and checkpoint["reward_per_frame"]["mean"] == pytest.approx(0.2)
+    other_game = save_untrained_reward_net(tmp_path / "fruitbot.pt", RewardNetConfig(), "fruitbot")
+    with pytest.raises(UserError, match="another game"):
+        stack_reward_nets([paths[0], other_game], tmp_path / "bad.pt")
+    other_net = save_untrained_reward_net(tmp_path / "wide.pt", RewardNetConfig(hidden_size=32), "starpilot")
+    with pytest.raises(UserError, match="reward_net settings differ"):
+        stack_reward_nets([paths[0], other_net], tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
