@@ -91,10 +91,15 @@ def config_parser(prog: str, description: str, config_cls: type, example: str) -
     return parser
 
 
+def parse_config(prog: str, description: str, config_cls: type, example: str, argv: list[str] | None):
+    """The config of ``prog -c CONFIG [key=value ...]`` (``config_parser``'s command line)."""
+    args = config_parser(prog, description, config_cls, example).parse_args(argv)
+    return load_config(config_cls, args.config, args.overrides)
+
+
 def train_main(prog: str, description: str, config_cls: type, example: str, train: Callable, argv: list[str] | None):
     """A trainer's entry point: ``prog -c CONFIG [key=value ...]``, then ``train(config)``; prints the run folder."""
-    args = config_parser(prog, description, config_cls, example).parse_args(argv)
-    config = load_config(config_cls, args.config, args.overrides)
+    config = parse_config(prog, description, config_cls, example, argv)
     if not config.env.held_out:
         print("note: env.num_levels=0 trains on the full level distribution, so no level is held out", file=sys.stderr)
     print(f"done: {train(config)}")

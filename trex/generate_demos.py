@@ -33,8 +33,8 @@ import torch
 from baseline_agent import zoo
 from procgen_common.agents import env_config_of, load_agent
 from procgen_common.checkpoint import load_checkpoint
-from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import Checked, bounded, load_config, read_yaml, save_config, to_dict
+from procgen_common.cli import UserError, main_guard, parse_config
+from procgen_common.config import Checked, bounded, read_yaml, save_config, to_dict
 from procgen_common.env import EnvConfig, ProcgenVecEnv, check_game, one_level_config
 from procgen_common.episodes import MAX_LEVEL_SEED, Episode, Job, play_episodes
 from procgen_common.logger import close_bar, progress_bar
@@ -514,15 +514,8 @@ held-out level seeds. Writes one .npz.zst per demo and index.csv to out_dir; rer
 
 @main_guard
 def main(argv: list[str] | None = None) -> None:
-    parser = config_parser(
-        "python -m trex.generate_demos",
-        DESCRIPTION,
-        Config,
-        "python -m trex.generate_demos -c configs/trex-cpu.yaml checkpoints=runs/ppo-starpilot-nature-seed0",
-    )
-    args = parser.parse_args(argv)
-    config = load_config(Config, args.config, args.overrides)
-    out = generate(config)
+    example = "python -m trex.generate_demos -c configs/trex-cpu.yaml checkpoints=runs/ppo-starpilot-nature-seed0"
+    out = generate(parse_config("python -m trex.generate_demos", DESCRIPTION, Config, example, argv))
     print("\n".join(summary_lines(read_index(out))))
     print(f"done: {out}")
 

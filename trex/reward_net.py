@@ -130,13 +130,6 @@ class RewardNet(nn.Module):
         """The ensemble-mean reward per frame, ``(B,)``."""
         return self(frames, actions).mean(0)
 
-    def reward_and_std(
-        self, frames: torch.Tensor, actions: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ensemble's mean reward per frame and its spread (std over members; 0 for one member), ``(B,)`` each."""
-        rewards = self(frames, actions)
-        return rewards.mean(0), rewards.std(0, correction=0)
-
 
 def load_reward_net(path: str | Path) -> tuple[RewardNet, dict]:
     """``(net in eval mode, checkpoint)`` from a reward-model file or a reward run folder (its reward_net.pt)."""

@@ -31,8 +31,8 @@ import torch
 from tqdm import tqdm
 
 from procgen_common.checkpoint import atomic_write_text, save_checkpoint
-from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import Checked, bounded, load_config, to_dict
+from procgen_common.cli import UserError, main_guard, parse_config
+from procgen_common.config import Checked, bounded, to_dict
 from procgen_common.logger import LogConfig
 from procgen_common.training_run import Run
 from trex.augment import AUGMENTATIONS, augment_frames
@@ -565,16 +565,9 @@ Writes config.yaml, progress.csv, tb/, reward_net.pt, checkpoints/latest.pt and 
 
 @main_guard
 def main(argv: list[str] | None = None) -> None:
-    parser = config_parser(
-        "python -m trex.train_reward",
-        DESCRIPTION,
-        Config,
-        "python -m trex.train_reward -c configs/trex-reward-cpu.yaml data.demos=runs/ppo-starpilot-nature-seed0/demos",
-    )
-    args = parser.parse_args(argv)
-    config = load_config(Config, args.config, args.overrides)
-    run_dir = train(config)
-    print(f"done: {run_dir}")
+    prog = "python -m trex.train_reward"
+    example = f"{prog} -c configs/trex-reward-cpu.yaml data.demos=runs/ppo-starpilot-nature-seed0/demos"
+    print(f"done: {train(parse_config(prog, DESCRIPTION, Config, example, argv))}")
 
 
 if __name__ == "__main__":
