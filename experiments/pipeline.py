@@ -33,6 +33,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import operator
 import sys
 import time
 import typing
@@ -208,6 +209,8 @@ PIPELINE_KEYS_WHY = {
     "reward.model": "dir/reward",
     "eval.at_end": "the report shows the held-out evaluation",
 }
+# The section of each stage's config that holds its device and torch_threads.
+STAGE_SECTIONS = ("demonstrator.train", "demos", "reward.train", "agent.train")
 # Settings that change how fast a stage runs, not what it produces: a change does not make a finished stage stale.
 NOT_RESULTS = ("device", "torch_threads", "writer_threads", "log", "save_interval_minutes")
 
@@ -245,18 +248,15 @@ def _flat(data, prefix: str = "") -> dict:
         return {prefix.rstrip("."): data}
     out = {}
     for key, value in data.items():
-        if key in NOT_RESULTS:
-            continue
-        out.update(_flat(value, f"{prefix}{key}."))
+        if key not in NOT_RESULTS:
+            out |= _flat(value, f"{prefix}{key}.")
     return out
 
 
 def stage_settings(stage: Stage, input_digests: dict[str, str]) -> dict:
     """What a stage's results depend on: its flattened config and the digests of the stages it reads from."""
     settings = _flat(dataclasses.asdict(stage.config) if dataclasses.is_dataclass(stage.config) else stage.config)
-    for name in stage.inputs:
-        settings[f"<{name}>"] = input_digests[name]
-    return settings
+    return settings | {f"<{name}>": input_digests[name] for name in stage.inputs}
 
 
 def digest(settings: dict) -> str:
@@ -298,7 +298,7 @@ def best_demonstrator(demos_dir: Path) -> tuple[Path, float, int]:
     return files[0], *means[name]
 
 
-def evaluate_policies(config: Config, root: Path) -> dict:
+def evaluate_policies(config: Config, root: Path) -> None:
     """Random policy, best demonstrator checkpoint and both agents on the same held-out episodes."""
     best, train_mean, train_count = best_demonstrator(root / "demos")
     policies = {
@@ -311,7 +311,6 @@ def evaluate_policies(config: Config, root: Path) -> dict:
     rows = evaluate_held_out(policies, config.env, config.evaluation, config.seed, out, [config.env.game])
     rows["best demonstrator"] |= {"demo_train_mean_return": train_mean, "demo_train_episodes": train_count}
     atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
-    return rows
 
 
 def evaluate_held_out(
@@ -335,8 +334,8 @@ def _cell(row: dict) -> str:
     return f"{row['mean_return']:.2f} [{low:.2f}, {high:.2f}]"
 
 
-def _num(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def episode_returns(row: dict) -> np.ndarray:
@@ -386,11 +385,10 @@ def report_markdown(
             f"a PPO demonstrator trained on {env.num_levels} levels for {config.demonstrator.train.total_steps:,} "
             f"steps, {config.demonstrator.train.num_checkpoints} checkpoints"
         )
-    demos = config.demos
     made = [f"`python -m experiments.pipeline` with `{root / 'config.yaml'}`: {source}"]
     if runs_stage(config, "demos"):
         made.append(
-            f"each checkpoint played the demonstrations at epsilon {', '.join(f'{e:g}' for e in demos.epsilons)}"
+            f"each checkpoint played the demonstrations at epsilon {', '.join(f'{e:g}' for e in config.demos.epsilons)}"
         )
     if runs_stage(config, "reward"):
         made.append(
@@ -623,32 +621,21 @@ def stages(config: Config) -> list[Stage]:
     root = Path(config.dir)
     configs = stage_configs(config)
     reuse = demonstrator_is_reference(config) or config.zoo is not None
-    agent_true = Stage(
-        "agent-true", root / "agent-true", configs["agent-true"], (), lambda: train_agent(configs["agent-true"])
-    )
+
+    def trained(name: str, inputs: tuple[str, ...], train: Callable[[object], object]) -> Stage:
+        return Stage(name, root / name, configs[name], inputs, lambda: train(configs[name]))
+
     if config.zoo is not None:
         record = zoo_record(config)
         demonstrator = Stage("demonstrator", root / "demonstrator", record, (), lambda: record)
     else:
-        demonstrator = Stage(
-            "demonstrator",
-            root / "demonstrator",
-            configs["demonstrator"],
-            (),
-            lambda: train_demonstrator(configs["demonstrator"]),
-        )
+        demonstrator = trained("demonstrator", (), train_demonstrator)
     every = [
         demonstrator,
-        Stage("demos", root / "demos", configs["demos"], ("demonstrator",), lambda: generate(configs["demos"])),
-        Stage("reward", root / "reward", configs["reward"], ("demos",), lambda: train_reward(configs["reward"])),
-        Stage(
-            "agent-learned",
-            root / "agent-learned",
-            configs["agent-learned"],
-            ("reward",),
-            lambda: train_agent(configs["agent-learned"]),
-        ),
-        *([] if reuse else [agent_true]),
+        trained("demos", ("demonstrator",), generate),
+        trained("reward", ("demos",), train_reward),
+        trained("agent-learned", ("reward",), train_agent),
+        *([] if reuse else [trained("agent-true", (), train_agent)]),
         Stage(
             "evaluation",
             root / "evaluation",
@@ -670,20 +657,20 @@ def plan(all_stages: list[Stage], root: Path) -> dict[str, tuple[dict, str, dict
     renamed: dict[str, str] = {}  # digests of records in an older form that match today's settings -> today's
     for stage in all_stages:
         settings = stage_settings(stage, {name: planned[name][1] for name in stage.inputs})
+        today = digest(settings)
         record = read_record(root / "stages" / f"{stage.name}.json")
-        stale = record is not None and record["digest"] != digest(settings)
-        if stale and upgrade_settings(record["settings"], renamed) == settings:
-            renamed[record["digest"]] = digest(settings)
-            record = {**record, "digest": digest(settings), "settings": settings}
-        if record is not None and record["digest"] != digest(settings):
+        if record is not None and record["digest"] != today:
             old = record["settings"]
-            changed = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
-            raise UserError(
-                f"{stage.name}: {stage.folder} was made with other settings (changed: {', '.join(changed[:4])}"
-                f"{', ...' if len(changed) > 4 else ''}); use another dir= or remove {stage.folder} and "
-                f"{root / 'stages' / stage.name}.json to redo it"
-            )
-        planned[stage.name] = settings, digest(settings), record
+            if upgrade_settings(old, renamed) != settings:
+                changed = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
+                raise UserError(
+                    f"{stage.name}: {stage.folder} was made with other settings (changed: {', '.join(changed[:4])}"
+                    f"{', ...' if len(changed) > 4 else ''}); use another dir= or remove {stage.folder} and "
+                    f"{root / 'stages' / stage.name}.json to redo it"
+                )
+            renamed[record["digest"]] = today
+            record = {**record, "digest": today, "settings": settings}
+        planned[stage.name] = settings, today, record
     return planned
 
 
@@ -694,17 +681,18 @@ def run_pipeline(config: Config) -> Path:
     check_devices(config)
     check_is_experiment(root)
     with FolderLock(root, "dir"):
-        return run_stages(config, root, all_stages)
+        save_config(config, root / "config.yaml")
+        times = run_recorded(all_stages, root)
+        start = time.monotonic()
+        path = write_report(config, root, times)
+        print(f"report: {path} (written in {time.monotonic() - start:.0f} s)", file=sys.stderr)
+        return path
 
 
 def check_devices(config: Config) -> None:
     """Every stage's device, checked before the first stage runs (a stage would refuse it only when it starts)."""
-    for section in ("demonstrator", "demos", "reward", "agent"):
-        owner = getattr(config, section)
-        holder, key = (
-            (owner.train, f"{section}.train.device") if hasattr(owner, "train") else (owner, f"{section}.device")
-        )
-        pick_device(holder.device, key)
+    for section in STAGE_SECTIONS:
+        pick_device(operator.attrgetter(section)(config).device, f"{section}.device")
 
 
 def check_is_experiment(root: Path) -> None:
@@ -718,16 +706,6 @@ def check_is_experiment(root: Path) -> None:
     if entries and not is_experiment:
         raise UserError(f"dir: {root} holds files that are not a T-REX experiment (e.g. {sorted(entries)[0]}); "
                         "choose another dir")  # fmt: skip
-
-
-def run_stages(config: Config, root: Path, all_stages: list) -> Path:
-    """The body of ``run_pipeline``, run while holding the experiment folder's lock."""
-    save_config(config, root / "config.yaml")
-    times = run_recorded(all_stages, root)
-    start = time.monotonic()
-    path = write_report(config, root, times)
-    print(f"report: {path} (written in {time.monotonic() - start:.0f} s)", file=sys.stderr)
-    return path
 
 
 def run_recorded(all_stages: list[Stage], root: Path) -> dict[str, float]:
@@ -766,7 +744,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = load_config(Config, args.config, args.overrides)
     path = run_pipeline(config)
-    print((Path(config.dir) / "report.md").read_text().split("## Reward model")[0].rstrip())
+    print(path.read_text().split("## Reward model")[0].rstrip())
     print(f"done: {path}")
 
 

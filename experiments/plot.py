@@ -54,6 +54,7 @@ NO_RESULTS = (
     "diverged to NaN) and the run has no eval/latest-test.json"
 )
 CURVE_METRICS = {TRAIN_RETURN: "training levels", TEST_RETURN: "held-out levels"}
+PREDICTORS = ("learned", "episode_length", "untrained_net")  # the learned return and its two baselines
 MAX_CURVE_POINTS = 400  # steps per aggregated curve (longer runs are thinned evenly)
 SEARCH_DEPTH = 3  # folder levels searched below a RUN_DIR that is not itself a run
 
@@ -109,11 +110,10 @@ def read_progress(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 value = float(text)
             except ValueError:
                 continue
-            if not math.isfinite(value):
-                continue
-            steps, values = columns.setdefault(key, ([], []))
-            steps.append(step)
-            values.append(value)
+            if math.isfinite(value):
+                steps, values = columns.setdefault(key, ([], []))
+                steps.append(step)
+                values.append(value)
     return {k: (np.array(s, dtype=np.int64), np.array(v, dtype=np.float64)) for k, (s, v) in columns.items()}
 
 
@@ -343,7 +343,7 @@ def correlation_vs_demos(runs: Sequence[RewardRun], stats: Stats) -> dict:
         group = [r for r in runs if r.method == method and r.num_demos is not None]
         counts = sorted({r.num_demos for r in group})
         series: dict = {"num_demos": counts}
-        for predictor in ("learned", "episode_length", "untrained_net"):
+        for predictor in PREDICTORS:
             for key in ("pearson", "spearman"):
                 points = []
                 for n in counts:
@@ -404,8 +404,8 @@ def plot_correlation(path: Path, series: dict, stats: Stats, colors: dict) -> No
     draw.curves(path, panels)
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _cell(estimate: dict | None) -> str:
@@ -449,14 +449,13 @@ def results_markdown(final: list[dict], reward_runs: Sequence[RewardRun], figure
         ]
         for run in reward_runs:
             m = run.metrics
-
-            def trio(key, m=m):
-                return " / ".join(_fmt(_score(m, p, key)) for p in ("learned", "episode_length", "untrained_net"))
-
+            pearson, spearman = (
+                " / ".join(_fmt(_score(m, p, key)) for p in PREDICTORS) for key in ("pearson", "spearman")
+            )
             demos = "n/a" if run.num_demos is None else str(run.num_demos)
             lines.append(
                 f"| {run.path.name} | {demos} | {m.get('num_demos', 'n/a')} | "
-                f"{_fmt(_score(m, 'learned', 'pair_accuracy'))} | {trio('pearson')} | {trio('spearman')} |"
+                f"{_fmt(_score(m, 'learned', 'pair_accuracy'))} | {pearson} | {spearman} |"
             )
         lines.append("")
     if figures:
@@ -590,12 +589,10 @@ def plot_reward_hacking(path: Path, run_dir: Path, title: str) -> bool:
     (two y-axes): where the learned return climbs while the true return stalls or falls, the agent is exploiting the
     reward model (Gao et al., 2022). Returns False (nothing drawn) when the run logged no learned return."""
     progress = read_progress(run_dir / "progress.csv")
-    if "charts/learned_return" not in progress or "charts/episodic_return" not in progress:
+    if "charts/learned_return" not in progress or TRAIN_RETURN not in progress:
         return False
-    learned, true = progress["charts/learned_return"], progress["charts/episodic_return"]
-    draw.twin_curves(
-        path, Curve(*learned, "learned return (optimised)", color="C1"), Curve(*true, "true return"), title
-    )
+    learned = Curve(*progress["charts/learned_return"], "learned return (optimised)", color="C1")
+    draw.twin_curves(path, learned, Curve(*progress[TRAIN_RETURN], "true return"), title)
     return True
 
 

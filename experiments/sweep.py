@@ -41,6 +41,7 @@ import dataclasses
 import io
 import itertools
 import json
+import operator
 import os
 import socket
 import sys
@@ -52,8 +53,8 @@ from typing import Any, Literal, Union
 
 import numpy as np
 
-from experiments.pipeline import Config as ExperimentConfig
 from experiments.pipeline import (
+    STAGE_SECTIONS,
     EvaluationConfig,
     Stage,
     StageName,
@@ -66,6 +67,7 @@ from experiments.pipeline import (
     run_recorded,
     stages,
 )
+from experiments.pipeline import Config as ExperimentConfig
 from policies.train import Config as AgentConfig
 from policies.train import train as train_agent
 from procgen_common import figures
@@ -99,7 +101,7 @@ SWEEP_KEYS = {
 # The sections whose torch_threads a cell pins to its CPUs where the config leaves it at 0 (one thread per core):
 # several cells on one machine would otherwise each take every core.
 THREAD_KEYS = {
-    "experiments.pipeline": ("demonstrator.train", "demos", "reward.train", "agent.train"),
+    "experiments.pipeline": STAGE_SECTIONS,
     "policies.train": ("train",),
 }
 
@@ -233,8 +235,7 @@ class Config(Checked):
             raise ValueError("evaluation: for policies.train cells; a pipeline cell's is overrides=[evaluation.*=...]")
         sweep_keys = SWEEP_KEYS[self.entry]
         for text in self.overrides:
-            keys_, _ = parse_override(text)
-            key = ".".join(keys_)
+            key = ".".join(parse_override(text)[0])
             if key in sweep_keys:
                 raise ValueError(f"overrides: {key} is set by the sweep ({sweep_keys[key]}); leave it out")
         settings = [(f"grid.{a.key}", a.key) for a in self.grid]
@@ -433,21 +434,16 @@ def agent_stages(agent: AgentConfig, evaluation: EvaluationConfig, root: Path) -
     ]
 
 
-def cell_stages(experiment: CellConfig, evaluation: EvaluationConfig, root: Path) -> list[Stage]:
-    if isinstance(experiment, AgentConfig):
-        return agent_stages(experiment, evaluation, root)
-    return stages(experiment)
-
-
 def cell_finished(experiment: CellConfig, evaluation: EvaluationConfig, root: Path) -> bool:
     """Whether the cell's last stage to run (evaluation, or the pipeline's ``until``) finished with today's settings
     (and a pipeline's report exists); a stage finished with other settings raises the pipeline's one-line
     UserError."""
-    to_run = cell_stages(experiment, evaluation, root)
+    is_agent = isinstance(experiment, AgentConfig)
+    to_run = agent_stages(experiment, evaluation, root) if is_agent else stages(experiment)
     last = to_run[-1].name
     if read_record(root / "stages" / f"{last}.json") is None:
         return False
-    if isinstance(experiment, ExperimentConfig) and not (root / "report.md").is_file():
+    if not is_agent and not (root / "report.md").is_file():
         return False
     return plan(to_run, root)[last][2] is not None
 
@@ -461,30 +457,27 @@ def output_to(path: Path):
     """Send this process's stdout and stderr (file descriptors 1 and 2, so C extensions' output too) to ``path``."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with path.open("a", buffering=1) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
+        for fd in saved:
+            os.dup2(log.fileno(), fd)
         try:
             yield
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            for fd, original in saved.items():
+                os.dup2(original, fd)
+                os.close(original)
 
 
 def run_cell(p: Planned, cwd: str) -> dict:
     """One cell, run in a Ray worker: the pipeline (or the policies.train agent and its evaluation) in the cell's
-    folder, its output in ``<cell>/sweep.log``. Returns ``{"error": None or one line, "seconds": ..., **headline}``;
+    folder, its output in ``<cell>/sweep.log``. Returns ``{"error": None or one line, "seconds": ..., **cell_metrics}``;
     never raises for a failing cell."""
     start = time.monotonic()
-    previous = os.getcwd()
-    if Path(cwd).is_dir():
-        os.chdir(cwd)  # the driver's relative paths (out, experiment files, zoo folders) mean the same here
-    try:
+    # the driver's relative paths (out, experiment files, zoo folders) mean the same here
+    with contextlib.chdir(cwd) if Path(cwd).is_dir() else contextlib.nullcontext():
         root = p.cell.folder
         # stages/ marks the folder as an experiment's (the pipeline refuses a folder of other files, as sweep.log
         # would look); plan_cells checked it holds no other files.
@@ -506,46 +499,32 @@ def run_cell(p: Planned, cwd: str) -> dict:
                 error = f"{type(err).__name__}: {err}".splitlines()[0] + f" (traceback in {log})"
             if error is not None:
                 print(f"error: {error}", flush=True)
-        return {"error": error, "seconds": time.monotonic() - start, **headline(root)}
-    finally:
-        os.chdir(previous)
+        return {"error": error, "seconds": time.monotonic() - start, **cell_metrics(root)}
 
 
-def headline(root: Path) -> dict:
-    """The cell's headline figures: held-out Spearman of the learned reward and of episode length, the
-    learned-reward agent's held-out return and normalised score, and where there is no learned reward (a
-    policies.train cell on the game's reward) the true-reward agent's (None where not written)."""
-    metrics = cell_metrics(root)
-    return {
-        "spearman": metrics.get("reward.held_out.learned.spearman"),
-        "length_spearman": metrics.get("reward.held_out.episode_length.spearman"),
-        "return": metrics.get("return.agent_learned"),
-        "score": metrics.get("normalized_score.agent_learned"),
-        "true_return": metrics.get("return.agent_true"),
-        "true_score": metrics.get("normalized_score.agent_true"),
-        "length_return": metrics.get("return.agent_length"),
-        "length_score": metrics.get("normalized_score.agent_length"),
-    }
+def headline_text(metrics: dict) -> str:
+    """The cell's headline from its ``cell_metrics``: held-out Spearman of the learned reward and of episode length
+    and the learned-reward agent's held-out return and normalised score, or where there is no reward model (a
+    policies.train cell) its agent's (n/a where not written)."""
 
+    def num(metric: str, digits: int) -> str:
+        return "n/a" if metrics.get(metric) is None else f"{metrics[metric]:.{digits}f}"
 
-def headline_text(result: dict) -> str:
-    def num(key: str, digits: int) -> str:
-        return "n/a" if result.get(key) is None else f"{result[key]:.{digits}f}"
+    def agent(reward: str) -> str:
+        return (
+            f"{reward}-reward agent held-out return {num(f'return.agent_{reward}', 2)} "
+            f"(normalised {num(f'normalized_score.agent_{reward}', 3)})"
+        )
 
-    def agent(label: str, key: str, score: str) -> str:
-        return f"{label} held-out return {num(key, 2)} (normalised {num(score, 3)})"
-
-    if result.get("spearman") is None and result.get("length_spearman") is None:  # no reward model: an agent cell
-        if result.get("return") is not None:
-            return agent("learned-reward agent", "return", "score")
-        if result.get("true_return") is not None:
-            return agent("true-reward agent", "true_return", "true_score")
-        if result.get("length_return") is not None:
-            return agent("length-reward agent", "length_return", "length_score")
-    text = f"held-out Spearman {num('spearman', 3)} (length {num('length_spearman', 3)})"
-    if result.get("return") is None and result.get("score") is None:
+    spearman, length = "reward.held_out.learned.spearman", "reward.held_out.episode_length.spearman"
+    if metrics.get(spearman) is None and metrics.get(length) is None:  # no reward model: an agent cell
+        for reward in ("learned", "true", "length"):
+            if metrics.get(f"return.agent_{reward}") is not None:
+                return agent(reward)
+    text = f"held-out Spearman {num(spearman, 3)} (length {num(length, 3)})"
+    if metrics.get("return.agent_learned") is None and metrics.get("normalized_score.agent_learned") is None:
         return text  # no agent evaluated (the pipeline's until, or a cell that stopped before)
-    return f"{text}, {agent('learned-reward agent', 'return', 'score')}"
+    return f"{text}, {agent('learned')}"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -609,7 +588,8 @@ def run_cells(config: Config, planned: list[Planned]) -> list[str]:
     try:
         for p in planned:
             if p.finished:
-                say(f"skipped {p.cell.label}: finished with these settings; {headline_text(headline(p.cell.folder))}")
+                headline = headline_text(cell_metrics(p.cell.folder))
+                say(f"skipped {p.cell.label}: finished with these settings; {headline}")
         if not todo:
             return failed
         task = ray.remote(num_cpus=config.ray.cpus_per_cell, num_gpus=config.ray.gpus_per_cell, max_retries=1)(run_cell)
@@ -651,6 +631,7 @@ POLICIES = {
     "best demonstrator": "best_demonstrator",
     "random": "random",
 }
+ESTIMATES = ("mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high")  # summary.csv's columns of each metric
 METRICS = [
     *(f"reward.{split}.{p}.{s}" for split in REWARD_SPLITS for s in REWARD_STATS for p in PREDICTORS),
     *(f"{what}.{slug}" for what in ("return", "normalized_score") for slug in POLICIES.values()),
@@ -695,8 +676,7 @@ def estimate(values: list[float]) -> dict:
     """Mean and IQM of one cell's values over its seeds, each with its 95% percentile bootstrap CI (one stratum:
     the seeds; rliable's method, Agarwal et al. 2021); NaN where there are no values."""
     if not values:
-        nan = float("nan")
-        return {"runs": 0, **{k: nan for k in ("mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high")}}
+        return {"runs": 0, **dict.fromkeys(ESTIMATES, float("nan"))}
     out: dict = {"runs": len(values)}
     for name, statistic in (("mean", mean), ("iqm", iqm)):
         low, high = stratified_bootstrap_ci([values], statistic)
@@ -718,10 +698,10 @@ def summarize(config: Config) -> list[dict]:
     return rows
 
 
-def _ci(row: dict, name: str, digits: int = 3) -> str:
+def _ci(row: dict, name: str) -> str:
     if not row["runs"]:
         return "n/a"
-    return f"{row[name]:.{digits}f} [{row[name + '_low']:.{digits}f}, {row[name + '_high']:.{digits}f}]"
+    return f"{row[name]:.3f} [{row[name + '_low']:.3f}, {row[name + '_high']:.3f}]"
 
 
 HEADLINE = {
@@ -744,20 +724,17 @@ def overrides_text(overrides: list[str]) -> str:
     return " with " + " ".join(f"`{o}`" for o in overrides)
 
 
-def until_text(config: Config) -> str:
-    return "" if config.until is None else f", every cell until `{config.until}`"
-
-
 def cells_text(config: Config) -> str:
     if not config.cells:
         return ""
     return f"{len(config.cells)} explicit cell{'s' if len(config.cells) > 1 else ''} (`cells`) x "
 
 
-def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, str] | None = None) -> str:
+def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, str]) -> str:
     cells = list(dict.fromkeys(r["cell"] for r in rows))
     by = {(r["cell"], r["metric"]): r for r in rows}
     seeds = ", ".join(map(str, config.seeds))
+    until = "" if config.until is None else f", every cell until `{config.until}`"
     # A metric no cell has (the policies' where the pipeline's until stops before the agents) is left out here;
     # summary.csv keeps its rows (runs 0).
     shown = [m for m in METRICS if any(by[(cell, m)]["runs"] for cell in cells)] or METRICS
@@ -766,7 +743,7 @@ def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, s
     lines = [
         f"# Sweep: {len(cells)} cells x seeds {seeds}",
         "",
-        f"Base config `{config.experiment}` ({config.entry}){overrides_text(config.overrides)}{until_text(config)}; "
+        f"Base config `{config.experiment}` ({config.entry}){overrides_text(config.overrides)}{until}; "
         f"{cells_text(config)}"
         f"grid {', '.join(f'{a.key} in {a.values}' for a in config.grid) or 'none'}. Per cell over its seeds: mean "
         "[95% percentile bootstrap CI over seeds] (rliable's method; Agarwal et al. 2021); `runs` counts the seeds "
@@ -798,21 +775,18 @@ def summary_markdown(config: Config, rows: list[dict], figure_files: dict[str, s
 
 def value_keys(config: Config) -> list[str]:
     """The keys the cells set, in order: the explicit cells' (as first given), then the grid's."""
-    keys = [s.key for cell in config.cells for s in cell] + [a.key for a in config.grid]
-    return list(dict.fromkeys(keys))
+    return list(dict.fromkeys([s.key for cell in config.cells for s in cell] + [a.key for a in config.grid]))
 
 
 def write_summary(config: Config) -> Path:
     """``summary.csv``, the figures and ``summary.md`` in the sweep folder, from the cell folders."""
     out = Path(config.out)
     rows = summarize(config)
-    columns = ["cell", *value_keys(config), "metric", "runs"]
-    columns += ["mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high"]
+    columns = ["cell", *value_keys(config), "metric", "runs", *ESTIMATES]
     text = io.StringIO()
     writer = csv.DictWriter(text, columns, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()})
+    writer.writerows({k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()} for row in rows)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "summary.csv", text.getvalue())
     figure_files = write_figures(config, rows, out)
@@ -846,10 +820,7 @@ class CellInfo:
 
     def setting(self, dotted: str) -> Any:
         """The cell's value of a dotted key of its config."""
-        node: Any = self.experiment
-        for part in dotted.split("."):
-            node = getattr(node, part)
-        return node
+        return operator.attrgetter(dotted)(self.experiment)
 
 
 def cell_infos(config: Config) -> list[CellInfo]:
@@ -862,15 +833,12 @@ def cell_infos(config: Config) -> list[CellInfo]:
     return list(infos.values())
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def demo_key(infos: list[CellInfo]) -> str | None:
     """The first of DEMO_KEYS that takes several numeric values across the cells, if any."""
     for key in DEMO_KEYS:
         values = [info.setting(key) for info in infos]
-        if all(_is_number(v) for v in values) and len(set(values)) > 1:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numbers and len(set(values)) > 1:
             return key
     return None
 
@@ -894,9 +862,13 @@ def short_names(infos: list[CellInfo]) -> dict[str, str]:
     }
 
 
-def _band(by: dict, names: list[str], metric: str) -> tuple[list[float], list[float], list[float]]:
+def _band(by: dict, names: list[str], metric: str) -> dict[str, list[float]]:
+    """The cells' means of ``metric`` with their CIs, as the value, low and high of a figure's curve or bars."""
     rows = [by[(name, metric)] for name in names]
-    return [r["mean"] for r in rows], [r["mean_low"] for r in rows], [r["mean_high"] for r in rows]
+    return {
+        key: [r[column] for r in rows]
+        for key, column in (("value", "mean"), ("low", "mean_low"), ("high", "mean_high"))
+    }
 
 
 def spearman_vs_demos(by: dict, infos: list[CellInfo], key: str) -> list[figures.CurvePanel]:
@@ -911,10 +883,10 @@ def spearman_vs_demos(by: dict, infos: list[CellInfo], key: str) -> list[figures
     for (game, others), members in groups.items():
         members = sorted(members, key=lambda info: info.setting(key))
         names, x = [m.name for m in members], [m.setting(key) for m in members]
-        curves = []
-        for predictor, (label, style, color) in PREDICTOR_STYLES.items():
-            value, low, high = _band(by, names, f"reward.held_out.{predictor}.spearman")
-            curves.append(figures.Curve(x, value, label, low, high, color, style))
+        curves = [
+            figures.Curve(x, label=label, color=color, style=style, **_band(by, names, f"reward.held_out.{p}.spearman"))
+            for p, (label, style, color) in PREDICTOR_STYLES.items()
+        ]
         title = game + ("".join(f", {k}={json.loads(v)}" for k, v in others) if game in several else "")
         panels.append(figures.CurvePanel(title, curves, DEMO_KEYS[key], "held-out Spearman", steps=False))
     return panels
@@ -934,8 +906,13 @@ def write_figures(config: Config, rows: list[dict], out: Path) -> dict[str, str]
     def has(metrics: list[str]) -> bool:
         return any(by[(name, m)]["runs"] for name in names for m in metrics)
 
-    spearman = [f"reward.held_out.{p}.spearman" for p in PREDICTORS]
-    if has(spearman):
+    def bar_chart(file: str, title: str, series: dict[str, str], ylabel: str = "") -> None:
+        """One bar per cell and series (metric -> label)."""
+        bars = [figures.Bars(label=label, **_band(by, names, metric)) for metric, label in series.items()]
+        figures.bars(out / file, [figures.BarPanel(title, [labels[n] for n in names], bars, ylabel)])
+
+    spearman = {f"reward.held_out.{p}.spearman": label for p, (label, _, _) in PREDICTOR_STYLES.items()}
+    if has(list(spearman)):
         key = demo_key(infos)
         if key is not None:
             figures.curves(out / "spearman_vs_demos.png", spearman_vs_demos(by, infos, key))
@@ -944,25 +921,16 @@ def write_figures(config: Config, rows: list[dict], out: Path) -> dict[str, str]
                 "game (mean and 95% CI over seeds)"
             )
         else:
-            bars = []
-            for predictor, metric in zip(PREDICTORS, spearman, strict=True):
-                value, low, high = _band(by, names, metric)
-                bars.append(figures.Bars(value, PREDICTOR_STYLES[predictor][0], low, high))
-            panel = figures.BarPanel("held-out Spearman with the true return", [labels[n] for n in names], bars)
-            figures.bars(out / "spearman.png", [panel])
+            bar_chart("spearman.png", "held-out Spearman with the true return", spearman)
             written["spearman.png"] = (
                 "Held-out Spearman of the learned return, episode length and the untrained net per cell (mean and 95% "
                 "CI over seeds)"
             )
     drawn = [p for p in FIGURE_POLICIES if has([f"return.{POLICIES[p]}"])]  # a policies.train sweep has no demonstrator
     if drawn:
-        bars = []
-        for policy in drawn:
-            metric = f"return.{POLICIES[policy]}"
-            value, low, high = _band(by, names, metric)
-            bars.append(figures.Bars(value, policy, low, high))
-        panel = figures.BarPanel("held-out return per method", [labels[n] for n in names], bars, "true return")
-        figures.bars(out / "returns.png", [panel])
+        bar_chart(
+            "returns.png", "held-out return per method", {f"return.{POLICIES[p]}": p for p in drawn}, "true return"
+        )
         written["returns.png"] = f"Held-out true return per method: {', '.join(drawn)} (mean and 95% CI over seeds)"
     return written
 
