@@ -249,25 +249,29 @@ def ppo_train_cases() -> list[Case]:
 
 
 def policy_train_cases() -> list[Case]:
-    learned = ["reward.source=learned", "reward.model={fx}/valid/reward"]
-    make = maker("policy-train", ["-m", "policies.train"], [*TINY_PPO, "run.dir={case}/run"])
-    rainbow = maker("policy-train", ["-m", "policies.train"], [*TINY_RAINBOW, "run.dir={case}/run"])
+    def reward_from(model: str) -> tuple[str, str]:
+        return "reward.source=learned", f"reward.model={model}"
+
+    learned = reward_from("{fx}/valid/reward")
+    command = ["-m", "policies.train"]
+    make = maker("policy-train", command, [*TINY_PPO, "run.dir={case}/run"])
+    rainbow = maker("policy-train", command, [*TINY_RAINBOW, "run.dir={case}/run", "agent.algo=rainbow"])
     # Resuming the (ppo) earlier run as rainbow: rainbow.* left at the defaults that run saved, so agent.algo is
     # the one setting that differs from it.
-    no_ppo = maker("policy-train", ["-m", "policies.train"], [*TINY_NO_PPO, "run.dir={case}/run"])
+    no_ppo = maker("policy-train", command, [*TINY_NO_PPO, "run.dir={case}/run"])
     earlier = {"protect": "valid/policy-run"}
     return [
         make("std-coef-nan", "nan_inf", *learned, "reward.std_coef=nan"),
         make("scale-clip-inf", "nan_inf", *learned, "reward.scale=true", "reward.scale_clip=inf"),
-        rainbow("rainbow-vmax-inf", "nan_inf", "agent.algo=rainbow", "rainbow.v_max=inf"),
-        rainbow("rainbow-lr-nan", "nan_inf", "agent.algo=rainbow", "rainbow.learning_rate=nan"),
+        rainbow("rainbow-vmax-inf", "nan_inf", "rainbow.v_max=inf"),
+        rainbow("rainbow-lr-nan", "nan_inf", "rainbow.learning_rate=nan"),
         make("lr-minus-inf", "nan_inf", "agent.algo=ppo_gru", "ppo.learning_rate=-inf"),
         make("algo-unknown", "bad_value", "agent.algo=dqn"),
         make("source-unknown", "bad_value", "reward.source=true"),
         make("learned-without-model", "bad_value", "reward.source=learned"),
-        rainbow("rainbow-atoms-0", "bad_value", "agent.algo=rainbow", "rainbow.num_atoms=0"),
-        rainbow("rainbow-vmin-above-vmax", "bad_value", "agent.algo=rainbow", "rainbow.v_min=5", "rainbow.v_max=-5"),
-        rainbow("rainbow-buffer-negative", "bad_value", "agent.algo=rainbow", "rainbow.buffer_size=-1"),
+        rainbow("rainbow-atoms-0", "bad_value", "rainbow.num_atoms=0"),
+        rainbow("rainbow-vmin-above-vmax", "bad_value", "rainbow.v_min=5", "rainbow.v_max=-5"),
+        rainbow("rainbow-buffer-negative", "bad_value", "rainbow.buffer_size=-1"),
         make("gru-hidden-0", "bad_value", "agent.algo=ppo_gru", "gru.hidden_size=0"),
         make("reward-batch-0", "bad_value", *learned, "reward.batch_size=0"),
         make("earlier-run-fresh", "bad_value", AT_EARLIER, **earlier),
@@ -276,21 +280,16 @@ def policy_train_cases() -> list[Case]:
         make("section-typo", "unknown_key", "rainbo.n_step=3"),
         make("override-dup-mapping", "duplicate_yaml_key", "reward={source: env, source: learned}"),
         make("game-unknown", "wrong_game", "env.game=pong"),
-        make("reward-other-game", "wrong_game", "reward.source=learned", "reward.model={fx}/bad/reward-fruitbot.pt"),
+        make("reward-other-game", "wrong_game", *reward_from("{fx}/bad/reward-fruitbot.pt")),
         make("reward-for-starpilot-on-coinrun", "wrong_game", *learned, "env.game=coinrun"),
-        make("reward-missing", "bad_path_missing", "reward.source=learned", "reward.model={fx}/no-such-reward.pt"),
-        make("reward-folder-without-model", "path_is_folder", "reward.source=learned", "reward.model={fx}/valid/demos"),
-        make(
-            "reward-below-a-file",
-            "below_a_file",
-            "reward.source=learned",
-            "reward.model={fx}/valid/reward/reward_net.pt/x",
-        ),
-        make("reward-random-bytes", "corrupt_file", "reward.source=learned", "reward.model={fx}/bad/reward-random"),
-        make("reward-truncated", "corrupt_file", "reward.source=learned", "reward.model={fx}/bad/reward-truncated.pt"),
-        make("reward-is-a-policy", "corrupt_file", "reward.source=learned", f"reward.model={ZOO0}"),
-        make("reward-text-file", "corrupt_file", "reward.source=learned", "reward.model={fx}/bad/text.pt"),
-        make("reward-nan-weights", "nan_inf", "reward.source=learned", "reward.model={fx}/bad/reward-nan.pt"),
+        make("reward-missing", "bad_path_missing", *reward_from("{fx}/no-such-reward.pt")),
+        make("reward-folder-without-model", "path_is_folder", *reward_from("{fx}/valid/demos")),
+        make("reward-below-a-file", "below_a_file", *reward_from("{fx}/valid/reward/reward_net.pt/x")),
+        make("reward-random-bytes", "corrupt_file", *reward_from("{fx}/bad/reward-random")),
+        make("reward-truncated", "corrupt_file", *reward_from("{fx}/bad/reward-truncated.pt")),
+        make("reward-is-a-policy", "corrupt_file", *reward_from(ZOO0)),
+        make("reward-text-file", "corrupt_file", *reward_from("{fx}/bad/text.pt")),
+        make("reward-nan-weights", "nan_inf", *reward_from("{fx}/bad/reward-nan.pt")),
         *common_path_cases(make, "run.dir", "run-dir"),
         *config_file_cases(make, "nan-ppo.yaml", ["dup-train"]),
         make("device-tpu", "bad_device", "train.device=tpu"),
@@ -301,7 +300,10 @@ def policy_train_cases() -> list[Case]:
 
 
 def generate_demos_cases() -> list[Case]:
-    make = maker("demos", ["-m", "trex.generate_demos"], [*TINY_DEMOS, "out_dir={case}/demos"])
+    command = ["-m", "trex.generate_demos"]
+    make = maker("demos", command, [*TINY_DEMOS, "out_dir={case}/demos"])
+    # Into an earlier demo folder with the settings it was played with (the valid demo folder's).
+    earlier_valid = maker("demos", command, [*VALID_DEMOS, "out_dir={earlier}"])
     earlier = {"protect": "valid/demos"}
     return [
         make("epsilon-nan", "nan_inf", "epsilon=nan"),
@@ -344,28 +346,14 @@ def generate_demos_cases() -> list[Case]:
         make("checkpoint-is-reward-model", "corrupt_file", "checkpoints={fx}/valid/reward/reward_net.pt"),
         make("earlier-index-random", "bad_encoding", "out_dir={earlier}", protect="bad/demos-index-random"),
         make("earlier-index-text", "corrupt_file", "out_dir={earlier}", protect="bad/demos-index-text"),
-        make(
-            "earlier-config-dup",
-            "duplicate_yaml_key",
-            *VALID_DEMOS,
-            "out_dir={earlier}",
-            plain=True,
-            protect="bad/demos-dup-config",
-        ),
-        make(
-            "earlier-config-latin1",
-            "bad_encoding",
-            *VALID_DEMOS,
-            "out_dir={earlier}",
-            plain=True,
-            protect="bad/demos-latin1-config",
-        ),
+        earlier_valid("earlier-config-dup", "duplicate_yaml_key", protect="bad/demos-dup-config"),
+        earlier_valid("earlier-config-latin1", "bad_encoding", protect="bad/demos-latin1-config"),
         *common_path_cases(make, "out_dir", "out-dir"),
         *config_file_cases(make, "nan-demos.yaml", ["dup-top"]),
         make("device-gpu", "bad_device", "device=gpu"),
         *([] if HAS_CUDA else [make("device-cuda-absent", "bad_device", "device=cuda")]),
         make("option-unknown", "bad_option", "--out", "x"),
-        make("in-use", "folder_in_use", *VALID_DEMOS, "out_dir={earlier}", lock="{earlier}", plain=True, **earlier),
+        earlier_valid("in-use", "folder_in_use", lock="{earlier}", **earlier),
     ]
 
 
@@ -421,6 +409,7 @@ def train_reward_cases() -> list[Case]:
 def evaluate_reward_cases() -> list[Case]:
     make = maker("evaluate", ["-m", "trex.evaluate_reward"], ["--device", "cpu", "--out", "{case}/eval"])
     model, demos = "{fx}/valid/reward", "{fx}/valid/demos"
+    earlier = {"protect": "valid/run"}
     return [
         make("seed-inf", "nan_inf", model, demos, "--seed", "inf"),
         make("traces-nan", "nan_inf", model, demos, "--traces", "nan"),
@@ -449,17 +438,7 @@ def evaluate_reward_cases() -> list[Case]:
         make("demo-file-truncated", "corrupt_file", model, "{fx}/bad/demos-truncated", "--split", "all"),
         make("demos-index-text", "corrupt_file", model, "{fx}/bad/demos-index-text"),
         make("demos-index-random", "bad_encoding", model, "{fx}/bad/demos-index-random"),
-        make(
-            "earlier-out-bad-traces",
-            "bad_value",
-            model,
-            demos,
-            "--traces",
-            "-1",
-            "--out",
-            "{earlier}",
-            protect="valid/run",
-        ),
+        make("earlier-out-bad-traces", "bad_value", model, demos, "--traces", "-1", "--out", "{earlier}", **earlier),
         make("device-gpu", "bad_device", model, demos, "--device", "gpu"),
         *([] if HAS_CUDA else [make("device-cuda-absent", "bad_device", model, demos, "--device", "cuda")]),
         make("option-unknown", "bad_option", model, demos, "--episodes", "3"),
@@ -536,24 +515,20 @@ def plot_cases() -> list[Case]:
 
 
 def zoo_cases() -> list[Case]:
+    def dirs(runs: str, zoo: str) -> tuple[str, ...]:
+        return "--runs-dir", runs, "--zoo-dir", zoo
+
+    command = ["-m", "baseline_agent.zoo", "build"]
     build = maker(
-        "zoo",
-        ["-m", "baseline_agent.zoo", "build"],
-        [
-            "--no-train",
-            "--games",
-            "starpilot",
-            "--episodes",
-            "1",
-            "--runs-dir",
-            "{case}/runs",
-            "--zoo-dir",
-            "{case}/zoo",
-        ],
+        "zoo", command, ["--no-train", "--games", "starpilot", "--episodes", "1", *dirs("{case}/runs", "{case}/zoo")]
     )
+    # Builds that train (no --no-train).
+    train = maker("zoo", command, ["--games", "starpilot"])
     ls = maker("zoo", ["-m", "baseline_agent.zoo", "list"], [])
     top = maker("zoo", ["-m", "baseline_agent.zoo"], [])
     earlier = {"protect": "valid/zoo"}
+    # An earlier runs folder whose game folder another job holds.
+    runs_in_use = {"protect": "valid/zoo-runs", "lock": "{earlier}/starpilot"}
     return [
         build("episodes-nan", "nan_inf", "--episodes", "nan"),
         build("keep-every-inf", "nan_inf", "--keep-every", "inf"),
@@ -564,60 +539,18 @@ def zoo_cases() -> list[Case]:
         ls("list-zoo-missing", "bad_path_missing", "--zoo-dir", "{fx}/no-such-zoo"),
         build("runs-is-a-file", "path_is_file", "--runs-dir", "{fx}/bad/file"),
         ls("list-zoo-is-a-file", "path_is_file", "--zoo-dir", "{fx}/bad/file"),
-        build("zoo-is-a-file", "path_is_file", "--runs-dir", "{fx}/valid/zoo-runs", "--zoo-dir", "{fx}/bad/file"),
-        build(
-            "zoo-below-a-file", "below_a_file", "--runs-dir", "{fx}/valid/zoo-runs", "--zoo-dir", "{fx}/bad/file/zoo"
-        ),
-        build("zoo-in-proc", "unwritable", "--runs-dir", "{fx}/valid/zoo-runs", "--zoo-dir", "/proc/bench-zoo"),
-        build(
-            "runs-in-proc-training",
-            "unwritable",
-            "--games",
-            "starpilot",
-            "--runs-dir",
-            "/proc/bench-zoo-runs",
-            "--zoo-dir",
-            "{case}/zoo",
-            plain=True,
-        ),
-        build(
-            "runs-random-bytes",
-            "corrupt_file",
-            "--runs-dir",
-            "{fx}/bad/zoo-runs-random",
-            "--zoo-dir",
-            "{earlier}",
-            **earlier,
-        ),
-        build(
-            "runs-empty-series",
-            "bad_path_missing",
-            "--runs-dir",
-            "{fx}/bad/zoo-runs-empty",
-            "--zoo-dir",
-            "{earlier}",
-            **earlier,
-        ),
+        build("zoo-is-a-file", "path_is_file", *dirs("{fx}/valid/zoo-runs", "{fx}/bad/file")),
+        build("zoo-below-a-file", "below_a_file", *dirs("{fx}/valid/zoo-runs", "{fx}/bad/file/zoo")),
+        build("zoo-in-proc", "unwritable", *dirs("{fx}/valid/zoo-runs", "/proc/bench-zoo")),
+        train("runs-in-proc-training", "unwritable", *dirs("/proc/bench-zoo-runs", "{case}/zoo")),
+        build("runs-random-bytes", "corrupt_file", *dirs("{fx}/bad/zoo-runs-random", "{earlier}"), **earlier),
+        build("runs-empty-series", "bad_path_missing", *dirs("{fx}/bad/zoo-runs-empty", "{earlier}"), **earlier),
         ls("list-evaluation-corrupt", "corrupt_file", "--zoo-dir", "{fx}/bad/zoo-eval-corrupt"),
         ls("list-evaluation-latin1", "bad_encoding", "--zoo-dir", "{fx}/bad/zoo-eval-latin1"),
         build("option-unknown", "bad_option", "--gamez", "starpilot"),
         top("command-unknown", "bad_option", "frobnicate"),
         top("no-command", "bad_option"),
-        build(
-            "in-use",
-            "folder_in_use",
-            "--games",
-            "starpilot",
-            "--episodes",
-            "1",
-            "--runs-dir",
-            "{earlier}",
-            "--zoo-dir",
-            "{case}/zoo",
-            protect="valid/zoo-runs",
-            lock="{earlier}/starpilot",
-            plain=True,
-        ),
+        train("in-use", "folder_in_use", "--episodes", "1", *dirs("{earlier}", "{case}/zoo"), **runs_in_use),
     ]
 
 
@@ -658,11 +591,12 @@ def test_policy_cases() -> list[Case]:
 
 
 def rec_video_cases() -> list[Case]:
-    make = maker(
-        "rec-video", ["{repo}/rec_video.py"], ["--out", "{case}/v.gif", "--gif", "--max-steps", "5", "--scale", "1"]
-    )
+    command, gif = ["{repo}/rec_video.py"], ["--out", "{case}/v.gif", "--gif"]
+    make = maker("rec-video", command, [*gif, "--max-steps", "5", "--scale", "1"])
     # A stored demo is rendered as recorded: no --max-steps.
-    stored = maker("rec-video", ["{repo}/rec_video.py"], ["--out", "{case}/v.gif", "--gif", "--scale", "1"])
+    stored = maker("rec-video", command, [*gif, "--scale", "1"])
+    # No --out: the video would go into the earlier demo folder (or run: earlier-run-levels-negative).
+    earlier_demos = maker("rec-video", command, ["--demo", "{earlier}"])
     demos, run = {"protect": "valid/demos"}, {"protect": "valid/run"}
     return [
         make("levels-nan", "nan_inf", ZOO0, "--levels", "nan"),
@@ -677,20 +611,14 @@ def rec_video_cases() -> list[Case]:
         make("out-avi", "bad_value", ZOO0, "--out", "{case}/v.avi"),
         make("trace-without-model", "bad_value", ZOO0, "--trace"),
         stored("demo-id-unknown", "bad_value", "--demo", "{fx}/valid/demos", "--demo-id", "nope"),
-        # No --out: the video would go into the earlier demo folder or run.
-        stored(
-            "earlier-demos-id-unknown", "bad_value", "--demo", "{earlier}", "--demo-id", "nope", plain=True, **demos
-        ),
-        stored(
+        earlier_demos("earlier-demos-id-unknown", "bad_value", "--demo-id", "nope", **demos),
+        earlier_demos(
             "earlier-demos-bad-reward",
             "corrupt_file",
-            "--demo",
-            "{earlier}",
             "--demo-id",
             "{train_demo}",
             "--reward-model",
             "{fx}/bad/random.pt",
-            plain=True,
             **demos,
         ),
         make("earlier-run-levels-negative", "bad_value", "{earlier}", "--levels", "-1", "--gif", plain=True, **run),
@@ -873,36 +801,29 @@ def build_broken_files(fx: Path, rng: random.Random) -> None:
 def build_broken_demos(fx: Path, rng: random.Random) -> None:
     """Copies of the valid demo folder with a broken index.csv or demo file."""
 
-    def copy(name: str) -> tuple[Path, list[str]]:
-        folder = fx / "bad" / name
-        shutil.copytree(fx / "valid" / "demos", folder)
-        return folder, (folder / "index.csv").read_text().splitlines()
+    def copy(name: str) -> Path:
+        shutil.copytree(fx / "valid" / "demos", fx / "bad" / name)
+        return fx / "bad" / name
 
-    folder, lines = copy("demos-fruitbot")
-    write_bytes(folder / "index.csv", set_column(lines, "game", "fruitbot"))
-    folder, lines = copy("demos-mixed-games")
-    write_bytes(folder / "index.csv", set_column(lines, "game", "coinrun", slice(1, 2)))
-    folder, lines = copy("demos-index-badvalue")
-    write_bytes(folder / "index.csv", set_column(lines, "length", "abc"))
-    folder, lines = copy("demos-index-random")
-    write_bytes(folder / "index.csv", rng.randbytes(600))
-    folder, lines = copy("demos-index-latin1")
-    write_bytes(folder / "index.csv", ("\n".join(lines) + "\n# \u00e9t\u00e9\n").encode("latin-1"))
-    folder, lines = copy("demos-index-text")
-    write_bytes(folder / "index.csv", b"this is not a demo index\nnor, is, this\n")
-    folder, lines = copy("demos-index-empty")
-    write_bytes(folder / "index.csv", (lines[0] + "\n").encode())
+    lines = (fx / "valid" / "demos" / "index.csv").read_text().splitlines()
     split = lines[0].split(",").index("split")
-    first_train = next(line.split(",")[1] for line in lines[1:] if line.split(",")[split] == "train")
-    folder, lines = copy("demos-truncated")
-    demo = folder / first_train
-    demo.write_bytes(demo.read_bytes()[: demo.stat().st_size // 2])
-    folder, lines = copy("demos-missing-file")
-    (folder / first_train).unlink()
-    folder, lines = copy("demos-one-test")
     tests = [line for line in lines[1:] if line.split(",")[split] == "test"]
-    keep = [lines[0], *[line for line in lines[1:] if line.split(",")[split] != "test"], tests[0]]
-    write_bytes(folder / "index.csv", ("\n".join(keep) + "\n").encode())
+    others = [line for line in lines[1:] if line.split(",")[split] != "test"]
+    for name, index in {
+        "demos-fruitbot": set_column(lines, "game", "fruitbot"),
+        "demos-mixed-games": set_column(lines, "game", "coinrun", slice(1, 2)),
+        "demos-index-badvalue": set_column(lines, "length", "abc"),
+        "demos-index-random": rng.randbytes(600),
+        "demos-index-latin1": ("\n".join(lines) + "\n# \u00e9t\u00e9\n").encode("latin-1"),
+        "demos-index-text": b"this is not a demo index\nnor, is, this\n",
+        "demos-index-empty": (lines[0] + "\n").encode(),
+        "demos-one-test": ("\n".join([lines[0], *others, tests[0]]) + "\n").encode(),
+    }.items():
+        write_bytes(copy(name) / "index.csv", index)
+    first_train = next(line.split(",")[1] for line in lines[1:] if line.split(",")[split] == "train")
+    demo = copy("demos-truncated") / first_train
+    demo.write_bytes(demo.read_bytes()[: demo.stat().st_size // 2])
+    (copy("demos-missing-file") / first_train).unlink()
 
 
 def build_broken_results(fx: Path, rng: random.Random) -> None:
@@ -1178,8 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     inputs_before = repo_inputs()
     try:
-        prepare_fixtures(work.resolve() / "fixtures")
         fx, cases_dir = work.resolve() / "fixtures", work.resolve() / "cases"
+        prepare_fixtures(fx)
         printing = threading.Lock()
         done = []
 

@@ -98,16 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for folder in args.demo_dirs:
         demos = DemoSet.open(folder)
-        splits = ["train", "test"] if args.split == "each" else [args.split]
-        for split in splits:
+        for split in ["train", "test"] if args.split == "each" else [args.split]:
             infos = list(demos.infos) if split == "all" else demos.split(split)
             if infos:
                 rows.append(((folder, split), ceilings(infos)))
-    text = (
-        "Spearman (pair accuracy) of each predictor with the true return; see bench/ladder_ceiling.py.\n\n"
-        + table(rows)
-        + "\n"
-    )
+    note = "Spearman (pair accuracy) of each predictor with the true return; see bench/ladder_ceiling.py."
+    text = f"{note}\n\n{table(rows)}\n"
     print(text)
     if args.out:
         atomic_write_text(Path(args.out), f"`python bench/ladder_ceiling.py {' '.join(argv)}`\n\n{text}")

@@ -154,7 +154,6 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{'yes' if entry['beats_best_demonstrator'] else 'no'}; fraction of true-reward PPO's mean return: "
                 f"{entry['fraction_of_true_reward_ppo']:.2f} (goal 0.7).",
             ]
-    args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "summary.json", json.dumps(games, indent=2) + "\n")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -58,9 +58,8 @@ def steady_sps(run_dir: Path) -> float:
     """Steps/s over every update after the first."""
     with open(run_dir / "progress.csv") as f:
         rows = list(csv.DictReader(f))
-    steps = [int(r["step"]) for r in rows]
-    elapsed = [float(r["time/elapsed_s"]) for r in rows]
-    return (steps[-1] - steps[0]) / (elapsed[-1] - elapsed[0])
+    first, last = rows[0], rows[-1]
+    return (int(last["step"]) - int(first["step"])) / (float(last["time/elapsed_s"]) - float(first["time/elapsed_s"]))
 
 
 def speed(args: argparse.Namespace) -> dict:
@@ -111,8 +110,7 @@ def normalised_table(results: dict, games: list[str], episodes_csv) -> list[str]
     """Markdown rows: per split, the multi-game agent and the single-game agents per game, and the mean normalised
     score over games with its stratified-bootstrap CI (over the episodes of each game)."""
     lines = []
-    splits = list(results["multi"]["splits"])
-    for split in splits:
+    for split in results["multi"]["splits"]:
         lines += [
             f"\n**{split}**\n",
             f"| agent | {' | '.join(games)} | mean normalised score |",

@@ -75,8 +75,7 @@ def ours(workdir: Path, name: str, overrides: list[str]) -> Path:
 
 def part_learned(args, workdir: Path) -> dict:
     model = args.reward_model or str(save_untrained_reward_net(workdir / "reward_net.pt", RewardNetConfig(), GAME))
-    steps = f"train.total_steps={BATCH * (args.updates + 1)}"
-    common = ["agent.algo=ppo", "train.precision=bf16", steps]
+    common = ["agent.algo=ppo", "train.precision=bf16", f"train.total_steps={BATCH * (args.updates + 1)}"]
     true = progress_sps(ours(workdir, "ppo-true", common))
     learned = progress_sps(ours(workdir, "ppo-learned", [*common, "reward.source=learned", f"reward.model={model}"]))
     out = {"reward_model": args.reward_model or "untrained, default shape", "true_sps": true, "learned_sps": learned}
@@ -106,13 +105,11 @@ def sb3_recurrent_ppo_sps(updates: int) -> float:
     # updates + 2 rollout starts: the first update is warm-up, the last start closes the timing.
     model.learn(total_timesteps=BATCH * (updates + 2), callback=clock.callback())
     env.close()
-    starts = clock.rollout_starts
-    return BATCH * (len(starts) - 2) / (starts[-1] - starts[1])
+    return BATCH * (len(clock.rollout_starts) - 2) / (clock.rollout_starts[-1] - clock.rollout_starts[1])
 
 
 def part_gru(args, workdir: Path) -> dict:
-    steps = f"train.total_steps={BATCH * (args.updates + 1)}"
-    common = ["agent.algo=ppo_gru", "gru.hidden_size=256", steps]
+    common = ["agent.algo=ppo_gru", "gru.hidden_size=256", f"train.total_steps={BATCH * (args.updates + 1)}"]
     ours_fp32 = progress_sps(ours(workdir, "gru-fp32", [*common, "train.precision=fp32"]))
     ours_bf16 = progress_sps(ours(workdir, "gru-bf16", [*common, "train.precision=bf16"]))
     sb3 = sb3_recurrent_ppo_sps(args.updates)

@@ -64,13 +64,10 @@ def ours_sps(game: str, arch: str, updates: int, workdir: Path, precision: str =
         f"train.precision={precision}",
         f"run.dir={workdir / f'ours-{arch}-{precision}'}",
     ]
-    config = load_config(Config, None, overrides)
-    run_dir = train(config)
-    with open(run_dir / "progress.csv") as f:
+    with open(train(load_config(Config, None, overrides)) / "progress.csv") as f:
         rows = list(csv.DictReader(f))
-    steps = [int(r["step"]) for r in rows]
-    elapsed = [float(r["time/elapsed_s"]) for r in rows]
-    return (steps[-1] - steps[0]) / (elapsed[-1] - elapsed[0])
+    first, last = rows[0], rows[-1]
+    return (int(last["step"]) - int(first["step"])) / (float(last["time/elapsed_s"]) - float(first["time/elapsed_s"]))
 
 
 def sb3_sps(game: str, updates: int) -> float:
@@ -110,8 +107,7 @@ def sb3_sps(game: str, updates: int) -> float:
     # updates + 2 rollout starts: the first update is warm-up, the last start closes the timing.
     model.learn(total_timesteps=BATCH * (updates + 2), callback=clock)
     env.close()
-    starts = clock.starts
-    return BATCH * (len(starts) - 2) / (starts[-1] - starts[1])
+    return BATCH * (len(clock.starts) - 2) / (clock.starts[-1] - clock.starts[1])
 
 
 def impala_bound(batch_rollout: int = NUM_ENVS, minibatch: int = MINIBATCH, reps: int = 3) -> dict:
@@ -195,16 +191,13 @@ def main() -> None:
             results["ours_impala_sps"] = ours_sps(args.game, "impala", impala_updates, Path(tmp))
             if not args.skip_bf16:
                 results["ours_impala_bf16_sps"] = ours_sps(args.game, "impala", impala_updates, Path(tmp), "bf16")
-            results["impala_bound"] = impala_bound()
-            results["impala_fraction_of_bound"] = (
-                results["ours_impala_sps"] / results["impala_bound"]["bound_steps_per_s"]
-            )
+            bound = results["impala_bound"] = impala_bound()
+            results["impala_fraction_of_bound"] = results["ours_impala_sps"] / bound["bound_steps_per_s"]
             print(f"this PPO, IMPALA, fp32:  {results['ours_impala_sps']:8.0f} steps/s", flush=True)
             if not args.skip_bf16:
                 print(f"this PPO, IMPALA, bf16:  {results['ours_impala_bf16_sps']:8.0f} steps/s", flush=True)
             print(
-                f"IMPALA fp32 bound ({results['impala_bound']['device']}): "
-                f"{results['impala_bound']['bound_steps_per_s']:8.0f} steps/s "
+                f"IMPALA fp32 bound ({bound['device']}): {bound['bound_steps_per_s']:8.0f} steps/s "
                 f"({results['impala_fraction_of_bound']:.0%} reached)",
                 flush=True,
             )

@@ -65,6 +65,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "noise-episode-wd": ("noise", ["data.rank_by=noise", *EPISODE, "train.weight_decay=0.05"]),
 }
 SETS = ("held_out", "in_distribution")
+LADDERS = ("noise", "checkpoints")
 
 
 def ladder_folder(args: argparse.Namespace, ladder: str, split: str) -> Path:
@@ -103,7 +104,7 @@ def merged_test_folder(args: argparse.Namespace) -> Path:
     out = Path(args.out) / args.game / "held-out"
     out.mkdir(parents=True, exist_ok=True)
     infos = []
-    for ladder in ("noise", "checkpoints"):
+    for ladder in LADDERS:
         folder = ladder_folder(args, ladder, "test")
         for info in read_index(folder):
             # Named by ladder too: both ladders can hold a demo of the same checkpoint, level and episode.
@@ -154,7 +155,7 @@ def summarize(args: argparse.Namespace) -> dict:
         row["gap/learned"] = mean_std([r["spearman_gap"]["learned"] for r in records])
         rows[name] = row
     ladders = {}
-    for ladder in ("noise", "checkpoints"):
+    for ladder in LADDERS:
         infos = read_index(ladder_folder(args, ladder, "train")) + read_index(ladder_folder(args, ladder, "test"))
         ladders[ladder] = summary_lines(infos)
     return {"game": args.game, "command": "python bench/trex_levers.py " + " ".join(args.argv), "variants": rows,
@@ -238,7 +239,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for entry in args.variant:
         name, _, rest = entry.partition("=")
         ladder, _, options = rest.partition(":")
-        if not name or ladder not in ("noise", "checkpoints"):
+        if not name or ladder not in LADDERS:
             parser.error(f"--variant: {entry!r} must look like NAME=noise|checkpoints:key=value,...")
         variants[name] = (ladder, [o for o in options.split(",") if o])
     args.variants = variants
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if not args.summary_only:
         # Both ladders' held-out demos make the one held-out set; training demos only for the ladders a variant uses.
-        for ladder in ("noise", "checkpoints"):
+        for ladder in LADDERS:
             generate_ladder(args, ladder, "test")
         for ladder in sorted({ladder for ladder, _ in args.variants.values()}):
             generate_ladder(args, ladder, "train")

@@ -56,14 +56,7 @@ from procgen_common.env import OBS_SHAPE, ProcgenVecEnv, one_level_config
 from procgen_common.runs import pick_device, use_threads
 from trex.demos import SUFFIX, DemoSet, read_index, save_demo
 from trex.generate_demos import Config as DemoConfig
-from trex.generate_demos import (
-    DemoJob,
-    checkpoint_files,
-    choose_levels,
-    generate,
-    load_demonstrator,
-    play_demos,
-)
+from trex.generate_demos import DemoJob, checkpoint_files, choose_levels, generate, load_demonstrator, play_demos
 from trex.pairs import snippet_frame_indices
 from trex.reward_net import RewardNet
 from trex.train_reward import Config as RewardConfig
@@ -176,8 +169,7 @@ def peak_rss() -> int:
 
 def memory_child(spec: dict) -> dict:
     """Run in a fresh process: the RSS after imports and a warm-up, then train(); the peak above that."""
-    config = load_config(RewardConfig, spec["config"], spec["overrides"])
-    config = use_threads(config)
+    config = use_threads(load_config(RewardConfig, spec["config"], spec["overrides"]))
     # A warm-up step on 8 frames: the first optimizer imports ~70 MB of torch modules lazily, and the first
     # forward and backward page in kernels; neither is memory for data.
     net = RewardNet(config.reward_net)
@@ -191,16 +183,17 @@ def memory_child(spec: dict) -> dict:
     run_dir = Path(config.run.dir)
     demo_ids = set(torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["demo_ids"])
     lengths = [info.length for info in read_index(config.data.demos) if info.demo_id in demo_ids]
+    demo_bytes = sum(lengths) * FRAME_BYTES
     with (run_dir / "progress.csv").open() as f:
         logged = [float(row["time/frames_per_s"]) for row in csv.DictReader(f)]
     return {
         "num_demos": len(lengths),
         "frames": sum(lengths),
-        "demo_bytes": sum(lengths) * FRAME_BYTES,
+        "demo_bytes": demo_bytes,
         "baseline_rss": baseline,
         "peak_rss": peak,
         "peak_increase": peak - baseline,
-        "ratio": (peak - baseline) / (sum(lengths) * FRAME_BYTES),
+        "ratio": (peak - baseline) / demo_bytes,
         "trainer_logged_frames_per_s": float(np.mean(logged[1:] or logged)),
     }
 
