@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
-from procgen_common.agents import load_agent
+from procgen_common.agents import load_agent, resolve_checkpoint
 from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.config import closest
 from procgen_common.env import GAMES, EnvConfig
 from procgen_common.episodes import Episode
-from procgen_common.evaluation import checkpoint_splits
+from procgen_common.evaluation import checkpoint_splits, run_folder
 from procgen_common.runs import pick_device
 from procgen_common.sb3_agent import load_sb3_agent
 from procgen_common.video import episode_frames, game_tiles, record_episodes, trace_frames, write_video
@@ -193,9 +193,8 @@ def load_player(args, device):
         if args.game not in env_config.game_list:
             raise UserError(f"--game: {args.game} was asked for but {path} plays {', '.join(env_config.game_list)}")
         env_config = env_config.for_game(args.game)  # one game of a multi-game agent
-    checkpoint = path / "checkpoints" / "latest.pt" if path.is_dir() else path
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return agent, env_config, checkpoint, run_dir
+    checkpoint = resolve_checkpoint(path)
+    return agent, env_config, checkpoint, run_folder(checkpoint)
 
 
 def load_reward_fn(model: str, game: str, mode: str, device):
@@ -221,8 +220,7 @@ def load_demo_episode(folder: str, demo_id: str) -> tuple[Episode, DemoSet]:
         )
     demo = demo_set.load(demo_set.infos[ids.index(demo_id)])
     info = demo.info
-    episode = Episode(demo.obs, demo.actions, demo.rewards, info.level_seed, info.truncated, name=demo_id)
-    return episode, demo_set
+    return Episode(demo.obs, demo.actions, demo.rewards, info.level_seed, info.truncated, name=demo_id), demo_set
 
 
 @main_guard
@@ -276,11 +274,9 @@ def main(argv=None) -> dict:
         )
         where = "levels" if args.levels else args.split
         out = Path(args.out) if args.out else run_dir / "videos" / f"{checkpoint.stem}-{where}{trace}{suffix}"
-        named = []
-        for e in episodes:
+        for k, e in enumerate(episodes):
             name = f"level {e.level_seed} ({level_split(env_config, e.level_seed)})"
-            named.append(dataclasses.replace(e, name=f"{e.name} {name}" if len(games) > 1 else name))  # e.name: game
-        episodes = named
+            episodes[k] = dataclasses.replace(e, name=f"{e.name} {name}" if len(games) > 1 else name)  # e.name: game
         # The grid's places: --grid, or one per game of a multi-game agent, whose episodes come game after game.
         in_grid, places = (game_tiles(episodes, len(games)), len(games)) if len(games) > 1 else (episodes, args.grid)
 

@@ -58,10 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error(f"--episodes must be >= 1, got {args.episodes}")
-    if args.num_envs < 1:
-        parser.error(f"--num-envs must be >= 1, got {args.num_envs}")
+    for name, value in (("--episodes", args.episodes), ("--num-envs", args.num_envs)):
+        if value < 1:
+            parser.error(f"{name} must be >= 1, got {value}")
     if args.out is not None and not args.out.endswith(".json"):
         parser.error(f"--out must name a .json file, got {args.out}")
     if args.out is not None and os.path.isdir(args.out):

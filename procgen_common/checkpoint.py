@@ -84,16 +84,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" in str(err):
+    except Exception as err:  # torch.load raises many types on foreign or truncated bytes
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
             raise CheckpointError(
                 f"{path} is not a readable checkpoint of this suite: it holds Python objects besides tensors and "
                 "plain data (refused: loading it could run code)"
             ) from None
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint of this suite (corrupt or not torch.save)"
-        ) from None
-    except Exception:  # torch.load raises many types on foreign or truncated bytes
         raise CheckpointError(
             f"{path} is not a readable checkpoint of this suite (corrupt or not torch.save)"
         ) from None

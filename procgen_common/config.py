@@ -15,6 +15,7 @@ Ranges and choices are declared on the field (``bounded(...)`` and ``Literal``),
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import difflib
 import inspect
@@ -118,7 +119,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (ints are accepted for floats)."""
     origin = typing.get_origin(tp)
     bad = ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or tp in (bool, str):
         if not isinstance(value, tp):
             raise bad
         return value
@@ -135,22 +136,15 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ValueError:
-                pass
+            if arg is not type(None):
+                with contextlib.suppress(ValueError):
+                    return _convert(value, arg, key)
         raise bad
     if origin is list:
         if not isinstance(value, list):
             raise bad
         (item,) = typing.get_args(tp)
         return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
     if tp is int:
         if isinstance(value, float) and value.is_integer():
             return int(value)  # 2e6 steps
@@ -164,10 +158,6 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             # NaN passes every < and > comparison, so a range check alone would let it through.
             raise ValueError(f"{key}: {value!r} is not a finite number; give a finite value")
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
 
@@ -229,10 +219,9 @@ def from_dict(cls: type[T], data: Any, where: str, prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
-            allowed = ", ".join(fields)
             raise ConfigError(
                 f"unknown key '{prefix}{key}'{closest(prefix + str(key), [prefix + f for f in fields])} ({where}); "
-                f"allowed under {prefix.rstrip('.') or 'the top level'}: {allowed}"
+                f"allowed under {prefix.rstrip('.') or 'the top level'}: {', '.join(fields)}"
             )
     if hasattr(cls, "fill_data"):
         data = cls.fill_data(data, where)
@@ -336,8 +325,7 @@ def describe(cls: type, prefix: str = "") -> list[str]:
         tp = _hints(cls)[fld.name]
         key = prefix + fld.name
         if dataclasses.is_dataclass(tp):
-            lines.append("")
-            lines.append(f"{key}: {docs.get(fld.name, '')}")
+            lines += ["", f"{key}: {docs.get(fld.name, '')}"]
             lines.extend(describe(tp, key + "."))
             continue
         default = fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()

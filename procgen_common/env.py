@@ -41,68 +41,31 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from procgen_common.config import Checked, bounded, closest
 
-GAMES = (
-    "bigfish",
-    "bossfight",
-    "caveflyer",
-    "chaser",
-    "climber",
-    "coinrun",
-    "dodgeball",
-    "fruitbot",
-    "heist",
-    "jumper",
-    "leaper",
-    "maze",
-    "miner",
-    "ninja",
-    "plunder",
-    "starpilot",
-)
+# Min-max return ranges from the Procgen paper (appendix), used for normalised scores: game -> (easy, hard).
+_PAPER_RANGES = {
+    "bigfish": ((1, 40), (0, 40)),
+    "bossfight": ((0.5, 13), (0.5, 13)),
+    "caveflyer": ((3.5, 12), (2, 13.4)),
+    "chaser": ((0.5, 13), (0.5, 14.2)),
+    "climber": ((2, 12.6), (1, 12.6)),
+    "coinrun": ((5, 10), (5, 10)),
+    "dodgeball": ((1.5, 19), (1.5, 19)),
+    "fruitbot": ((-1.5, 32.4), (-0.5, 27.2)),
+    "heist": ((3.5, 10), (2, 10)),
+    "jumper": ((1, 10), (1, 10)),
+    "leaper": ((1.5, 10), (1.5, 10)),
+    "maze": ((5, 10), (4, 10)),
+    "miner": ((1.5, 13), (1.5, 20)),
+    "ninja": ((3.5, 10), (2, 10)),
+    "plunder": ((4.5, 30), (3, 30)),
+    "starpilot": ((2.5, 64), (1.5, 35)),
+}
+GAMES = tuple(_PAPER_RANGES)  # the 16 games, alphabetical
+RETURN_RANGES = {mode: {game: r[k] for game, r in _PAPER_RANGES.items()} for k, mode in enumerate(("easy", "hard"))}
 NUM_ACTIONS = 15
 OBS_SHAPE = (64, 64, 3)
 Split = str
 """``train``, ``test``, ``all`` or a named held-out split ``test@<first level seed>`` (``EnvConfig.test_splits``)."""
-
-# Min-max return ranges from the Procgen paper (appendix), used for normalised scores.
-RETURN_RANGES = {
-    "easy": {
-        "coinrun": (5, 10),
-        "starpilot": (2.5, 64),
-        "caveflyer": (3.5, 12),
-        "dodgeball": (1.5, 19),
-        "fruitbot": (-1.5, 32.4),
-        "chaser": (0.5, 13),
-        "miner": (1.5, 13),
-        "jumper": (1, 10),
-        "leaper": (1.5, 10),
-        "maze": (5, 10),
-        "bigfish": (1, 40),
-        "heist": (3.5, 10),
-        "climber": (2, 12.6),
-        "plunder": (4.5, 30),
-        "ninja": (3.5, 10),
-        "bossfight": (0.5, 13),
-    },
-    "hard": {
-        "coinrun": (5, 10),
-        "starpilot": (1.5, 35),
-        "caveflyer": (2, 13.4),
-        "dodgeball": (1.5, 19),
-        "fruitbot": (-0.5, 27.2),
-        "chaser": (0.5, 14.2),
-        "miner": (1.5, 20),
-        "jumper": (1, 10),
-        "leaper": (1.5, 10),
-        "maze": (4, 10),
-        "bigfish": (0, 40),
-        "heist": (2, 10),
-        "climber": (1, 12.6),
-        "plunder": (3, 30),
-        "ninja": (2, 10),
-        "bossfight": (0.5, 13),
-    },
-}
 
 
 def check_game(game: str) -> None:
@@ -273,8 +236,7 @@ class ProcgenVecEnv(VecEnv):
         self.seed_value = seed
         self.start_level, self.num_levels = config.level_range(split)
         n = num_envs if num_envs is not None else config.num_envs
-        observation_space = gym.spaces.Box(0, 255, OBS_SHAPE, dtype=np.uint8)
-        super().__init__(n, observation_space, gym.spaces.Discrete(NUM_ACTIONS))
+        super().__init__(n, gym.spaces.Box(0, 255, OBS_SHAPE, dtype=np.uint8), gym.spaces.Discrete(NUM_ACTIONS))
         self._gym3 = None
         self._game_envs: list = []
         self._actions: np.ndarray | None = None

@@ -129,10 +129,14 @@ def summarize(results: EpisodeResults, game: str, mode: str) -> dict:
     }
 
 
+def run_folder(checkpoint_path: Path) -> Path:
+    """The run folder of a checkpoint in its ``checkpoints/`` (a checkpoint outside a run: the folder it lies in)."""
+    return checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else checkpoint_path.parent
+
+
 def default_eval_path(checkpoint_path: Path, split: str) -> Path:
     """``<run folder>/eval/<checkpoint>-<split>.json`` (a checkpoint outside a run: beside it)."""
-    run_dir = checkpoint_path.parent.parent if checkpoint_path.parent.name == "checkpoints" else checkpoint_path.parent
-    return run_dir / "eval" / f"{checkpoint_path.stem}-{split}.json"
+    return run_folder(checkpoint_path) / "eval" / f"{checkpoint_path.stem}-{split}.json"
 
 
 def evaluate_agent(

@@ -112,11 +112,9 @@ def merge_threads(producers: Sequence[Callable[[], Iterator[T]]], max_queued: in
 
     def put(message) -> bool:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(queue.Full):
                 items.put(message, timeout=0.1)
                 return True
-            except queue.Full:
-                continue
         return False
 
     def run(producer: Callable[[], Iterator[T]]) -> None:
@@ -240,7 +238,4 @@ def make_folder(folder: str | Path, key: str) -> Path:
 
 def os_reason(err: OSError) -> str:
     """An OSError's reason in a few words, naming the offending path when it is not the one asked about."""
-    reason = err.strerror or type(err).__name__
-    if err.errno == errno.ENOTDIR:
-        reason = "a part of the path is a file"
-    return reason
+    return "a part of the path is a file" if err.errno == errno.ENOTDIR else err.strerror or type(err).__name__

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import math
 import os
 import shutil
@@ -92,13 +93,6 @@ def overlay_values(episode: Episode) -> list[dict]:
 # Recording
 
 
-def check_levels(levels: Sequence[int]) -> None:
-    """Refuse level seeds Procgen cannot play (UserError naming the first bad one)."""
-    bad = [s for s in levels if not 0 <= s <= MAX_LEVEL_SEED]
-    if bad:
-        raise UserError(f"--levels: level seed {bad[0]} is out of range; allowed 0 to {MAX_LEVEL_SEED}")
-
-
 def record_episodes(
     agent,
     env_config: EnvConfig,
@@ -131,9 +125,11 @@ def record_episodes(
             for episode in record_episodes(agent, env_config.for_game(game), *settings)
         ]
     if levels is not None:
-        check_levels(levels)
         if not levels:
             raise UserError("--levels: give at least one level seed")
+        bad = next((s for s in levels if not 0 <= s <= MAX_LEVEL_SEED), None)
+        if bad is not None:
+            raise UserError(f"--levels: level seed {bad} is out of range; allowed 0 to {MAX_LEVEL_SEED}")
     num_envs = min(num_envs, episodes)
     plan = [list(range(slot, episodes, num_envs)) for slot in range(num_envs)]  # episode numbers per slot
     env_config = dataclasses.replace(env_config, num_threads=0)
@@ -195,24 +191,22 @@ def _font_scale(lines: list[str], width: int) -> float:
     return max(0.25, min(0.4, 0.4 * (width - 6) / max(widest, 1)))
 
 
-def render_cell(frame: np.ndarray, values: dict | None, scale: int, num_lines: int, dim: bool = False) -> np.ndarray:
+def render_cell(frame: np.ndarray, values: dict, scale: int, num_lines: int, dim: bool = False) -> np.ndarray:
     """One upscaled game frame with ``num_lines`` overlay lines in a dark panel under it (RGB uint8).
 
-    ``values`` None draws the frame without a panel; ``dim`` greys out a cell whose episodes are over.
+    ``dim`` greys out a cell whose episodes are over.
     """
     image = upscale(frame, scale)
-    if values is None:
-        return image
     width = image.shape[1]
     panel = np.full((num_lines * LINE_HEIGHT + 6, width, 3), DARK, np.uint8)
     lines = overlay_lines(values)
     font_scale = _font_scale(lines, width)
     for k, line in enumerate(lines):
-        cv2.putText(panel, line, (3, (k + 1) * LINE_HEIGHT), FONT, font_scale, WHITE, 1, cv2.LINE_AA)
+        _text(panel, line, 3, (k + 1) * LINE_HEIGHT, font_scale, WHITE)
     cell = np.concatenate([image, panel])
     if dim:
         cell = (cell * 0.35).astype(np.uint8)
-        cv2.putText(cell, "done", (4, 16), FONT, 0.5, WHITE, 1, cv2.LINE_AA)
+        _text(cell, "done", 4, 16, 0.5, WHITE)
     return cell
 
 
@@ -235,23 +229,18 @@ def even_size(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), constant_values=DARK[0])
 
 
-def episode_frames(
-    episodes: Sequence[Episode], scale: int = 4, cells: int = 1, overlay: bool = True
-) -> Iterator[np.ndarray]:
+def episode_frames(episodes: Sequence[Episode], scale: int = 4, cells: int = 1) -> Iterator[np.ndarray]:
     """Video frames of ``episodes``: with ``cells`` 1 one episode after another, else a grid of ``cells``
     places, place ``c`` playing episodes ``c, c + cells, ...`` one after another, all places in step (a
     place whose episodes are over shows its last frame greyed out)."""
-    num_lines = 3 if overlay and any(e.learned_rewards is not None for e in episodes) else 2
+    num_lines = 3 if any(e.learned_rewards is not None for e in episodes) else 2
     cells = max(1, min(cells, len(episodes)))
     columns = math.ceil(math.sqrt(cells))
-    # Each place's timeline: (episode, its overlay values) per frame.
-    timelines = []
-    for c in range(cells):
-        timeline = []
-        for episode in episodes[c::cells]:
-            values = overlay_values(episode) if overlay else [None] * episode.length
-            timeline.extend((episode, t, v) for t, v in enumerate(values))
-        timelines.append(timeline)
+    # Each place's timeline: (episode, step, its overlay values) per frame.
+    timelines = [
+        [(episode, t, values) for episode in episodes[c::cells] for t, values in enumerate(overlay_values(episode))]
+        for c in range(cells)
+    ]
     for i in range(max(len(t) for t in timelines)):
         images = []
         for timeline in timelines:
@@ -287,9 +276,7 @@ def trace_frames(episode: Episode, scale: int = 4, plot_width: int | None = None
     low, high = min(float(learned.min()), 0.0), max(float(learned.max()), 0.0)
     pad = (high - low) * 0.08 or 0.5
     low, high = low - pad, high + pad
-    steps = np.arange(episode.length)
-    span = max(episode.length - 1, 1)
-    px = (left + steps / span * (right - left)).round().astype(np.int32)
+    px = (left + np.arange(episode.length) / max(episode.length - 1, 1) * (right - left)).round().astype(np.int32)
     py = (bottom - (learned - low) / (high - low) * (bottom - top)).round().astype(np.int32)
     points = np.stack([px, py], 1)
     paid = np.flatnonzero(episode.rewards)
@@ -326,8 +313,8 @@ def trace_frames(episode: Episode, scale: int = 4, plot_width: int | None = None
 
 def find_ffmpeg() -> str:
     """The ffmpeg executable: $IMAGEIO_FFMPEG_EXE, the binary imageio-ffmpeg ships, or ffmpeg on the PATH."""
-    if os.environ.get("IMAGEIO_FFMPEG_EXE"):
-        return os.environ["IMAGEIO_FFMPEG_EXE"]
+    if exe := os.environ.get("IMAGEIO_FFMPEG_EXE"):
+        return exe
     # Look for the bundled binary without importing imageio_ffmpeg: the 0.3 series gym3 pins imports
     # pkg_resources, which recent setuptools no longer ship.
     spec = importlib.util.find_spec("imageio_ffmpeg")
@@ -336,8 +323,7 @@ def find_ffmpeg() -> str:
         found = [f for f in found if os.access(f, os.X_OK) and f.suffix != ".md"]
         if found:
             return str(found[-1])
-    system = shutil.which("ffmpeg")
-    if system:
+    if system := shutil.which("ffmpeg"):
         return system
     raise UserError("no ffmpeg found to write mp4: pip install imageio-ffmpeg, install ffmpeg, or pass --gif")
 
@@ -366,9 +352,7 @@ def write_mp4(path: str | Path, frames: Iterable[np.ndarray], fps: int = 15, crf
     try:
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            proc.stdin.write(np.ascontiguousarray(first, dtype=np.uint8).tobytes())
-            count += 1
-            for frame in frames:
+            for frame in itertools.chain([first], frames):
                 if frame.shape != first.shape:
                     raise ValueError(f"frame {count} is {frame.shape}, the video is {first.shape}")
                 proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
