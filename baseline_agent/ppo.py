@@ -141,8 +141,7 @@ def ppo_loss(
     if config.norm_adv:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     log_probs = torch.log_softmax(logits, -1)
-    new_logprobs = log_probs.gather(1, actions[:, None]).squeeze(1)
-    log_ratio = new_logprobs - old_logprobs
+    log_ratio = log_probs.gather(1, actions[:, None]).squeeze(1) - old_logprobs
     ratio = log_ratio.exp()
     clip = config.clip_coef
     policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean()

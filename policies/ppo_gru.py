@@ -68,10 +68,8 @@ def gru_gates(
     PyTorch's GRU: r = σ(W_ir x + b_ir + W_hr h + b_hr), z = σ(W_iz x + b_iz + W_hz h + b_hz),
     n = tanh(W_in x + b_in + r (W_hn h + b_hn)), and the next state h' = (1 - z) n + z h.
     """
-    gi = nn.functional.linear(features, gru.weight_ih_l0, gru.bias_ih_l0)
-    gh = nn.functional.linear(hidden, gru.weight_hh_l0, gru.bias_hh_l0)
-    i_r, i_z, i_n = gi.chunk(3, 1)
-    h_r, h_z, h_n = gh.chunk(3, 1)
+    i_r, i_z, i_n = nn.functional.linear(features, gru.weight_ih_l0, gru.bias_ih_l0).chunk(3, 1)
+    h_r, h_z, h_n = nn.functional.linear(hidden, gru.weight_hh_l0, gru.bias_hh_l0).chunk(3, 1)
     reset = torch.sigmoid(i_r + h_r)
     return reset, torch.sigmoid(i_z + h_z), torch.tanh(i_n + reset * h_n)
 
@@ -101,28 +99,23 @@ class RecurrentActorCritic(PolicyNet):
 
     recurrent = True
 
-    def __init__(
-        self, model: ModelConfig, gru: GRUConfig, obs_shape: tuple[int, int, int] = OBS_SHAPE, num_actions=NUM_ACTIONS
-    ):
+    def __init__(self, model: ModelConfig, gru: GRUConfig):
         super().__init__()
-        self.encoder = make_encoder(model, obs_shape)
+        self.encoder = make_encoder(model, OBS_SHAPE)
         self.gru = nn.GRU(self.encoder.out_features, gru.hidden_size)
         for name, param in self.gru.named_parameters():
             if name.startswith("weight"):
                 nn.init.orthogonal_(param)
             else:
                 nn.init.zeros_(param)
-        self.policy_head = orthogonal_init(nn.Linear(gru.hidden_size, num_actions), 0.01)
+        self.policy_head = orthogonal_init(nn.Linear(gru.hidden_size, NUM_ACTIONS), 0.01)
         self.value_head = orthogonal_init(nn.Linear(gru.hidden_size, 1), 1.0)
         self.hidden_size = gru.hidden_size
         self.to(memory_format=torch.channels_last)
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 ``(T, N, H, W, C)`` -> float32 encoder features ``(T, N, F)``."""
-        num_steps, num_envs = frames.shape[:2]
-        return (
-            self.encoder(frames.reshape(num_steps * num_envs, *frames.shape[2:])).float().view(num_steps, num_envs, -1)
-        )
+        return self.encoder(frames.flatten(0, 1)).float().view(*frames.shape[:2], -1)
 
     def forward(
         self, frames: torch.Tensor, hidden: torch.Tensor, episode_starts: torch.Tensor

@@ -152,16 +152,10 @@ class QNetwork(nn.Module):
     Q values; ``q_values`` gives ``(B, A)`` expected returns either way.
     """
 
-    def __init__(
-        self,
-        model: ModelConfig,
-        config: RainbowConfig,
-        obs_shape: tuple[int, int, int] = OBS_SHAPE,
-        num_actions=NUM_ACTIONS,
-    ):
+    def __init__(self, model: ModelConfig, config: RainbowConfig):
         super().__init__()
-        self.encoder = make_encoder(model, obs_shape)
-        self.num_actions = num_actions
+        self.encoder = make_encoder(model, OBS_SHAPE)
+        self.num_actions = NUM_ACTIONS
         self.distributional = config.distributional
         self.num_atoms = config.num_atoms if config.distributional else 1
         self.noisy = config.noisy
@@ -175,7 +169,7 @@ class QNetwork(nn.Module):
                 return linear(features, n_out)
             return nn.Sequential(linear(features, config.head_hidden), nn.ReLU(), linear(config.head_hidden, n_out))
 
-        self.advantage = stream(num_actions * self.num_atoms)
+        self.advantage = stream(self.num_actions * self.num_atoms)
         self.value = stream(self.num_atoms) if config.dueling else None
         self.register_buffer("support", torch.linspace(config.v_min, config.v_max, config.num_atoms), persistent=False)
         self.to(memory_format=torch.channels_last)
@@ -278,15 +272,13 @@ class QAgent:
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, state: None, episode_start: np.ndarray, deterministic: bool = False):
-        frames = torch.as_tensor(obs, device=self.device)
-        if not deterministic and self.net.noisy:
+        noisy = not deterministic and self.net.noisy
+        if noisy:  # noisy layers use their noise in training mode only
             self.net.train()
             self.net.reset_noise(self.generator)
-            q = self.net.q_values(frames)
+        actions = self.net.q_values(torch.as_tensor(obs, device=self.device)).argmax(-1)
+        if noisy:
             self.net.eval()
-        else:
-            q = self.net.q_values(frames)
-        actions = q.argmax(-1)
         if not deterministic and not self.net.noisy and self.epsilon > 0:
             explore = torch.rand(len(actions), device=self.device, generator=self.generator) < self.epsilon
             random = torch.randint(0, self.net.num_actions, actions.shape, device=self.device, generator=self.generator)
@@ -308,14 +300,7 @@ def linear_schedule(start: float, end: float, duration: int, step: int) -> float
     return end + (start - end) * max(0.0, 1.0 - step / duration)
 
 
-PROGRESS_COLUMNS = [
-    "charts/epsilon",
-    "losses/loss",
-    "losses/q_mean",
-    "replay/size",
-    "replay/beta",
-    "replay/updates",
-]
+PROGRESS_COLUMNS = ["charts/epsilon", "losses/loss", "losses/q_mean", "replay/size", "replay/beta", "replay/updates"]
 
 
 def train(config, wrap_env: Callable[[VecEnv], VecEnv] | None, must_match: Sequence[str]) -> Path:

@@ -47,35 +47,16 @@ class Algorithm:
     refuses a key set in a section that some algorithms read and this one does not (ppo.* under rainbow)."""
 
 
-_ALL = (
-    Algorithm(
-        name="ppo",
-        section=None,
-        train=baseline_agent.train.train,
-        load_agent=load_ppo_agent,
-        resume_sections=("env", "model", "ppo", "agent", "reward"),
-    ),
-    Algorithm(
-        name="ppo_gru",
-        section="gru",
-        train=ppo_gru.train,
-        load_agent=ppo_gru.load_ppo_gru_agent,
-        resume_sections=("env", "model", "ppo", "gru", "agent", "reward"),
-    ),
-    Algorithm(
-        name="rainbow",
-        section="rainbow",
-        train=rainbow.train,
-        load_agent=rainbow.load_rainbow_agent,
-        resume_sections=("env", "model", "rainbow", "agent", "reward"),
-    ),
-    Algorithm(
-        name="sb3_ppo",
-        section=None,
-        train=sb3_ppo.train,
-        load_agent=sb3_ppo.load_sb3_ppo_agent,
-        resume_sections=("env", "model", "ppo", "agent", "reward"),
-    ),
+def _sections(*own: str) -> tuple[str, ...]:
+    """Resume sections: the env and the model, an algorithm's own sections, then the agent and the reward."""
+    return ("env", "model", *own, "agent", "reward")
+
+
+_ALL = (  # name, section, train, load_agent, resume_sections
+    Algorithm("ppo", None, baseline_agent.train.train, load_ppo_agent, _sections("ppo")),
+    Algorithm("ppo_gru", "gru", ppo_gru.train, ppo_gru.load_ppo_gru_agent, _sections("ppo", "gru")),
+    Algorithm("rainbow", "rainbow", rainbow.train, rainbow.load_rainbow_agent, _sections("rainbow")),
+    Algorithm("sb3_ppo", None, sb3_ppo.train, sb3_ppo.load_sb3_ppo_agent, _sections("ppo")),
 )
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in _ALL}
 """Every algorithm by name, in the order ``agent.algo``'s choices list them."""

@@ -37,7 +37,6 @@ class SumTree:
     """
 
     def __init__(self, capacity: int):
-        self.capacity = capacity
         self.size = 1 << max(0, math.ceil(math.log2(max(capacity, 1))))
         self.depth = self.size.bit_length() - 1
         self.nodes = np.zeros(2 * self.size, dtype=np.float64)

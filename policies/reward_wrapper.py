@@ -26,6 +26,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -130,10 +131,9 @@ class LearnedRewardVecEnv(VecEnvWrapper):
         """Learned rewards of uint8 frames ``(B, 64, 64, 3)`` (before running scaling), float32 ``(B,)``."""
         out = []
         for start in range(0, len(frames), self.batch_size):
-            x = torch.as_tensor(frames[start : start + self.batch_size], device=self.device)
-            a = None
-            if self.use_action:
-                a = torch.as_tensor(actions[start : start + self.batch_size], device=self.device).long()
+            chunk = slice(start, start + self.batch_size)
+            x = torch.as_tensor(frames[chunk], device=self.device)
+            a = torch.as_tensor(actions[chunk], device=self.device).long() if self.use_action else None
             reward = combine_members(self.reward_net(x, a).float(), self.std_coef) - self.offset
             if self.sigmoid:
                 reward = torch.sigmoid(reward)
@@ -234,19 +234,15 @@ def reward_wrapper(
     if config.source == "env":
         return None
     net, offset = (LengthReward(), 0.0) if config.source == "length" else load_reward_model(config, env)
-
-    def wrap(venv: VecEnv) -> LearnedRewardVecEnv:
-        return LearnedRewardVecEnv(
-            venv,
-            net,
-            sigmoid=config.sigmoid,
-            offset=offset,
-            std_coef=config.std_coef,
-            scale=config.scale,
-            gamma=gamma,
-            clip=config.scale_clip,
-            batch_size=config.batch_size,
-            device=device,
-        )
-
-    return wrap
+    return partial(
+        LearnedRewardVecEnv,
+        reward_net=net,
+        sigmoid=config.sigmoid,
+        offset=offset,
+        std_coef=config.std_coef,
+        scale=config.scale,
+        gamma=gamma,
+        clip=config.scale_clip,
+        batch_size=config.batch_size,
+        device=device,
+    )

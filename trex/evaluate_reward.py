@@ -260,16 +260,8 @@ def main(argv=None) -> dict:
     model_dir = Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent
     out = make_folder(args.out if args.out else model_dir / f"eval-{demo_set.folder.resolve().name}", "--out")
     seed = args.seed if args.seed is not None else int(checkpoint.get("config", {}).get("train", {}).get("seed", 0))
-    metrics = evaluate(
-        net,
-        demo_set,
-        held_out_demos(demo_set, args.split),
-        out,
-        seed,
-        args.traces,
-        device,
-        meta={"model": str(args.model)},
-    )
+    infos = held_out_demos(demo_set, args.split)
+    metrics = evaluate(net, demo_set, infos, out, seed, args.traces, device, meta={"model": str(args.model)})
     print("\n".join(summary_lines(metrics)))
     print(f"wrote {out}/metrics.json")
     return metrics

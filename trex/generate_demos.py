@@ -351,15 +351,18 @@ def check_one_game(files: list[Path], env_config: EnvConfig, game: str | None = 
     than the first one (SB3 models record no game: they play ``game=``; a multi-game checkpoint plays its game
     ``game``, see ``demos_env``)."""
     for path in files[1:]:
-        if path.suffix == ".zip":
-            continue
-        env = demos_env(env_config_of(load_checkpoint(path), path), path, game)
-        game_played, mode = env.game, env.distribution_mode
-        if (game_played, mode) != (env_config.game, env_config.distribution_mode):
-            raise UserError(
-                f"checkpoints: {path} plays {game_played} ({mode}) but {files[0]} plays {env_config.game} "
-                f"({env_config.distribution_mode}); one game per demo folder"
-            )
+        if path.suffix != ".zip":
+            env = demos_env(env_config_of(load_checkpoint(path), path), path, game)
+            check_same_play(path, env, files[0], env_config)
+
+
+def check_same_play(path: Path, env: EnvConfig, first: Path, first_env: EnvConfig) -> None:
+    """Refuse the demonstrator ``path`` playing ``env`` when the first one, ``first``, plays another game or mode."""
+    if (env.game, env.distribution_mode) != (first_env.game, first_env.distribution_mode):
+        raise UserError(
+            f"checkpoints: {path} plays {env.game} ({env.distribution_mode}) but {first} plays {first_env.game} "
+            f"({first_env.distribution_mode}); one game per demo folder"
+        )
 
 
 def play_missing_demos(
@@ -382,11 +385,7 @@ def play_missing_demos(
 
     def demonstrator(k: int):
         agent, step, kind, agent_env = load_demonstrator(files[k], config, device)
-        if (agent_env.game, agent_env.distribution_mode) != (env_config.game, env_config.distribution_mode):
-            raise UserError(
-                f"checkpoints: {files[k]} plays {agent_env.game} ({agent_env.distribution_mode}) but {files[0]} "
-                f"plays {env_config.game} ({env_config.distribution_mode}); one game per demo folder"
-            )
+        check_same_play(files[k], agent_env, files[0], env_config)
         played[k] = step, kind
         return agent
 

@@ -9,6 +9,7 @@ frames of a minibatch from the uint8 demo arrays (``snippet_frame_indices``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -48,6 +49,9 @@ def split_by_demo(num_demos: int, val_fraction: float, seed: int | Sequence[int]
     return np.sort(order[num_val:]), np.sort(order[:num_val])
 
 
+_CLIP_FIELDS = ("demo_a", "start_a", "length_a", "demo_b", "start_b", "length_b")
+
+
 @dataclass(frozen=True)
 class SnippetPairs:
     """``n`` pairs of clips as indices into a list of demos; clip x covers demo ``demo_x`` frames
@@ -72,7 +76,7 @@ class SnippetPairs:
 
     def __post_init__(self):
         n = len(self.label)
-        for name in ("demo_a", "start_a", "length_a", "demo_b", "start_b", "length_b"):
+        for name in _CLIP_FIELDS:
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name}: shape {getattr(self, name).shape} does not match the {n} labels")
 
@@ -81,16 +85,7 @@ class SnippetPairs:
 
     def __getitem__(self, index) -> SnippetPairs:
         """A subset (e.g. a minibatch) of the pairs."""
-        return SnippetPairs(
-            self.demo_a[index],
-            self.start_a[index],
-            self.length_a[index],
-            self.demo_b[index],
-            self.start_b[index],
-            self.length_b[index],
-            self.label[index],
-            self.stride,
-        )
+        return dataclasses.replace(self, **{name: getattr(self, name)[index] for name in (*_CLIP_FIELDS, "label")})
 
 
 def snippet_span(length: np.ndarray | int, stride: int) -> np.ndarray | int:
@@ -163,12 +158,9 @@ def _label_pairs(
     """Pairs of the clips ``first`` and ``second`` (each ``(demo, start, length)``), a random one of each made a,
     labelled by which came from the better demo."""
     swap = rng.random(len(first[0])) < 0.5
-    (demo_a, start_a, length_a), (demo_b, start_b, length_b) = (
-        [np.where(swap, y, x) for x, y in zip(first, second, strict=True)],
-        [np.where(swap, x, y) for x, y in zip(first, second, strict=True)],
-    )
-    label = (scores[demo_b] > scores[demo_a]).astype(np.int64)
-    return SnippetPairs(demo_a, start_a, length_a, demo_b, start_b, length_b, label, stride)
+    a = [np.where(swap, y, x) for x, y in zip(first, second, strict=True)]
+    b = [np.where(swap, x, y) for x, y in zip(first, second, strict=True)]
+    return SnippetPairs(*a, *b, (scores[b[0]] > scores[a[0]]).astype(np.int64), stride)
 
 
 def draw_demo_pairs(

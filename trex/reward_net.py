@@ -108,12 +108,10 @@ class RewardNet(nn.Module):
     """Per-frame learned reward: uint8 frames ``(B, 64, 64, 3)`` (and int64 actions ``(B,)`` when
     ``use_action``) -> rewards of every member, float ``(ensemble_size, B)``."""
 
-    def __init__(
-        self, config: RewardNetConfig, obs_shape: tuple[int, int, int] = OBS_SHAPE, num_actions: int = NUM_ACTIONS
-    ):
+    def __init__(self, config: RewardNetConfig):
         super().__init__()
         self.config = config
-        self.members = nn.ModuleList(RewardMember(config, obs_shape, num_actions) for _ in range(config.ensemble_size))
+        self.members = nn.ModuleList(RewardMember(config, OBS_SHAPE, NUM_ACTIONS) for _ in range(config.ensemble_size))
         self.to(memory_format=torch.channels_last)
 
     def forward(self, frames: torch.Tensor, actions: torch.Tensor | None = None) -> torch.Tensor:

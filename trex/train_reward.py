@@ -376,21 +376,13 @@ def draw_pairs(
 ) -> SnippetPairs:
     """Snippet or whole-episode pairs (``data.comparison``) with the data settings; demos that cannot be paired are a
     one-line UserError."""
+    scores, lengths = demos.scores, demos.frames.lengths
     levels = demos.levels if data.same_level else None
     try:
         if data.comparison == "episode":
-            return sample_episode_pairs(demos.scores, demos.frames.lengths, part, num_pairs, data.stride, seed, levels)
+            return sample_episode_pairs(scores, lengths, part, num_pairs, data.stride, seed, levels)
         return sample_snippet_pairs(
-            demos.scores,
-            demos.frames.lengths,
-            part,
-            num_pairs,
-            data.min_len,
-            data.max_len,
-            seed,
-            data.stride,
-            data.start_prior,
-            levels,
+            scores, lengths, part, num_pairs, data.min_len, data.max_len, seed, data.stride, data.start_prior, levels
         )
     except ValueError as err:
         key = "data.same_level" if data.same_level else "data.min_len"
@@ -497,11 +489,7 @@ def record_reward_per_frame(path: Path, demos: TrainingDemos, device: torch.devi
         frames = slice(f.offsets[k], f.offsets[k + 1])
         per_demo.append(member_rewards(net, f.frames[frames], f.actions[frames], device).mean(0))
     rewards = np.concatenate(per_demo)
-    checkpoint["reward_per_frame"] = {
-        "mean": float(rewards.mean()),
-        "std": float(rewards.std()),
-        "frames": len(rewards),
-    }
+    checkpoint["reward_per_frame"] = dict(mean=float(rewards.mean()), std=float(rewards.std()), frames=len(rewards))
     save_checkpoint(path, checkpoint)
     return checkpoint["reward_per_frame"]
 
