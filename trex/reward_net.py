@@ -151,9 +151,12 @@ def load_reward_net(path: str | Path) -> tuple[RewardNet, dict]:
 def stack_reward_nets(paths: list[str | Path], out: str | Path) -> Path:
     """Save as one ensemble the members of several reward models of one game and network (e.g. the same trainer run
     with different seeds): its reward is the mean of theirs, and its recorded per-frame mean (``reward.center``)
-    the mean of theirs. Models of different games, modes or networks are refused with a ``UserError``."""
+    the mean of theirs. Models of different games, modes or networks, and an ``out`` that exists, are refused with a
+    ``UserError``."""
     if len(paths) < 2:
         raise UserError(f"stack: {len(paths)} model(s) given; an ensemble needs at least 2")
+    if Path(out).exists():  # never over an earlier result, e.g. one of the models being stacked
+        raise UserError(f"stack: {out} exists; choose a new file for the ensemble")
     loaded = [load_reward_net(path) for path in paths]
     config, first_checkpoint = loaded[0][0].config, loaded[0][1]
     for path, (net, checkpoint) in zip(paths[1:], loaded[1:], strict=True):

@@ -145,3 +145,7 @@ def test_stacked_models_reward_the_mean_of_theirs_and_refuse_a_foreign_one(tmp_p
     with pytest.raises(UserError, match="reward_net settings differ"):
         stack_reward_nets([paths[0], other_net], tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()
+    before = paths[0].read_bytes()
+    with pytest.raises(UserError, match="exists"):  # e.g. the ensemble written over one of its members
+        stack_reward_nets(paths, paths[0])
+    assert paths[0].read_bytes() == before
