@@ -152,7 +152,7 @@ def stack_reward_nets(paths: list[str | Path], out: str | Path) -> Path:
     """Save as one ensemble the members of several reward models of one game and network (e.g. the same trainer run
     with different seeds): its reward is the mean of theirs, and its recorded per-frame mean (``reward.center``)
     the mean of theirs. Models of different games, modes or networks, and an ``out`` that exists, are refused with a
-    ``UserError``."""
+    ``UserError``. The ensemble records the union of its members' training demos (``demo_ids``)."""
     if len(paths) < 2:
         raise UserError(f"stack: {len(paths)} model(s) given; an ensemble needs at least 2")
     if Path(out).exists():  # never over an earlier result, e.g. one of the models being stacked
@@ -167,6 +167,9 @@ def stack_reward_nets(paths: list[str | Path], out: str | Path) -> Path:
     stacked = RewardNet(dataclasses.replace(config, ensemble_size=sum(len(net.members) for net, _ in loaded)))
     stacked.members = nn.ModuleList(member for net, _ in loaded for member in net.members)
     means = [checkpoint.get("reward_per_frame", {}).get("mean") for _, checkpoint in loaded]
+    # Members trained with different seeds draw different demos (data.num_demos): the ensemble learned from all of
+    # them, which a demo budget has to count.
+    demo_ids = list(dict.fromkeys(i for _, checkpoint in loaded for i in checkpoint.get("demo_ids", [])))
     save_checkpoint(
         out,
         {
@@ -174,6 +177,7 @@ def stack_reward_nets(paths: list[str | Path], out: str | Path) -> Path:
             "config": {**first_checkpoint["config"], "reward_net": to_dict(stacked.config)},
             "model": stacked.state_dict(),
             "stacked_from": [str(path) for path in paths],
+            **({"demo_ids": demo_ids} if demo_ids else {}),
             **({"reward_per_frame": {"mean": sum(means) / len(means)}} if None not in means else {}),
         },
     )

@@ -131,8 +131,10 @@ def test_stacked_models_reward_the_mean_of_theirs_and_refuse_a_foreign_one(tmp_p
     ]
     for seed, path in enumerate(paths):  # the recorded per-frame means that reward.center subtracts
         checkpoint = load_checkpoint(path)
-        save_checkpoint(path, {**checkpoint, "reward_per_frame": {"mean": 0.1 + 0.2 * seed}})
+        demo_ids = [["a", "b", "c"], ["c", "d"]][seed]  # the demos each member learned from, overlapping in one
+        save_checkpoint(path, {**checkpoint, "reward_per_frame": {"mean": 0.1 + 0.2 * seed}, "demo_ids": demo_ids})
     stacked, checkpoint = load_reward_net(stack_reward_nets(paths, tmp_path / "stack.pt"))
+    assert checkpoint["demo_ids"] == ["a", "b", "c", "d"]  # the ensemble learned from every member's demos
     frames = torch.randint(0, 256, (6, 64, 64, 3), dtype=torch.uint8)
     with torch.no_grad():
         singles = [load_reward_net(path)[0].reward(frames) for path in paths]
