@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     out = stack_reward_nets(args.models, args.out)
     _, checkpoint = load_reward_net(out)
     members = [len(load_reward_net(model)[1].get("demo_ids", [])) for model in args.models]
-    print(f"{out}: {len(members)} models, learned from {len(checkpoint.get('demo_ids', []))} distinct training-level "
-          f"demos together ({', '.join(map(str, members))} each)")
+    print(
+        f"{out}: {len(members)} models, learned from {len(checkpoint.get('demo_ids', []))} distinct training-level "
+        f"demos together ({', '.join(map(str, members))} each)"
+    )
 
 
 if __name__ == "__main__":
