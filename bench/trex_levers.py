@@ -11,7 +11,9 @@ Two demonstration ladders on the same training levels (``<out>/<game>/``):
 - ``noise``: one checkpoint (``--best``) played at every epsilon of a D-REX noise ladder (Brown et al., CoRL 2019),
   each (checkpoint, epsilon) one rung;
 - ``checkpoints``: every checkpoint of a series (``--series``) played as it is (the original T-REX ladder, today's
-  default).
+  default);
+- ``crossed``: every checkpoint of the series at every epsilon of the noise ladder, each (checkpoint, epsilon) one
+  rung (the two ladders crossed); a training ladder only: the held-out set stays the two ladders' above.
 
 Each plays ``--train-levels`` training levels with enough episodes that ``--num-demos`` can be drawn and as many
 again stay unseen (the in-distribution evaluation: new episodes of the training levels; a ladder no chosen variant
@@ -65,7 +67,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "noise-episode-wd": ("noise", ["data.rank_by=noise", *EPISODE, "train.weight_decay=0.05"]),
 }
 SETS = ("held_out", "in_distribution")
-LADDERS = ("noise", "checkpoints")
+LADDERS = ("noise", "checkpoints", "crossed")
+HELD_OUT_LADDERS = ("noise", "checkpoints")  # the one held-out set every variant is scored on
 
 
 def ladder_folder(args: argparse.Namespace, ladder: str, split: str) -> Path:
@@ -74,10 +77,11 @@ def ladder_folder(args: argparse.Namespace, ladder: str, split: str) -> Path:
 
 def generate_ladder(args: argparse.Namespace, ladder: str, split: str) -> Path:
     """Play (or complete) one ladder's demos on one split's levels."""
-    if ladder == "noise":
-        entries, epsilons = [args.best], args.epsilons
-    else:
-        entries, epsilons = args.series, [0.0]
+    entries, epsilons = {
+        "noise": ([args.best], args.epsilons),
+        "checkpoints": (args.series, [0.0]),
+        "crossed": (args.series, args.epsilons),
+    }[ladder]
     rungs = len(checkpoint_files(entries)) * len(epsilons)
     if split == "train":
         # Twice --num-demos: the reward learns from half, the other half stays unseen (in-distribution evaluation).
@@ -104,7 +108,7 @@ def merged_test_folder(args: argparse.Namespace) -> Path:
     out = Path(args.out) / args.game / "held-out"
     out.mkdir(parents=True, exist_ok=True)
     infos = []
-    for ladder in LADDERS:
+    for ladder in HELD_OUT_LADDERS:
         folder = ladder_folder(args, ladder, "test")
         for info in read_index(folder):
             # Named by ladder too: both ladders can hold a demo of the same checkpoint, level and episode.
@@ -157,7 +161,8 @@ def summarize(args: argparse.Namespace) -> dict:
     ladders = {}
     for ladder in LADDERS:
         infos = read_index(ladder_folder(args, ladder, "train")) + read_index(ladder_folder(args, ladder, "test"))
-        ladders[ladder] = summary_lines(infos)
+        if infos:  # a ladder no variant learns from has held-out demos only, the crossed one none
+            ladders[ladder] = summary_lines(infos)
     return {"game": args.game, "command": "python bench/trex_levers.py " + " ".join(args.argv), "variants": rows,
             "ladders": ladders}  # fmt: skip
 
@@ -240,7 +245,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         name, _, rest = entry.partition("=")
         ladder, _, options = rest.partition(":")
         if not name or ladder not in LADDERS:
-            parser.error(f"--variant: {entry!r} must look like NAME=noise|checkpoints:key=value,...")
+            parser.error(f"--variant: {entry!r} must look like NAME={'|'.join(LADDERS)}:key=value,...")
         variants[name] = (ladder, [o for o in options.split(",") if o])
     args.variants = variants
     if args.num_demos < 2 or args.train_levels < 1 or args.test_levels < 1 or args.test_episodes < 1:
@@ -253,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if not args.summary_only:
         # Both ladders' held-out demos make the one held-out set; training demos only for the ladders a variant uses.
-        for ladder in LADDERS:
+        for ladder in HELD_OUT_LADDERS:
             generate_ladder(args, ladder, "test")
         for ladder in sorted({ladder for ladder, _ in args.variants.values()}):
             generate_ladder(args, ladder, "train")

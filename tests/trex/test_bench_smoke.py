@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from trex.demos import DemoInfo
+from trex.demos import DemoInfo, read_index
 
 TINY_REWARD = [
     "data.min_len=4",
@@ -99,10 +99,17 @@ def test_trex_levers_runs_both_ladders_and_every_variant(demonstrator_run, tmp_p
         # The tiny demonstrator's returns may all tie, so this ladder is ranked by checkpoint, not return.
         "--variant",
         "ckpt=checkpoints:data.rank_by=checkpoint,data.comparison=episode",
+        "--variant",
+        "crossed=crossed:data.rank_by=noise,data.comparison=episode",
     ]
-    summary = _script("trex_levers").main(args)
+    levers = _script("trex_levers")
+    summary = levers.main(args)
     torch.set_num_threads(1)
-    assert set(summary["variants"]) == {"noise-episode", "ckpt"}
+    assert set(summary["variants"]) == {"noise-episode", "ckpt", "crossed"}
+    # The crossed ladder: every checkpoint at every epsilon on the training levels, and no held-out demos of its own.
+    crossed = read_index(tmp_path / "starpilot" / "crossed-train")
+    assert {(i.checkpoint, i.epsilon) for i in crossed} == {(c.stem, e) for c in checkpoints for e in (1.0, 0.0)}
+    assert not (tmp_path / "starpilot" / "crossed-test").exists() and set(summary["ladders"]) == set(levers.LADDERS)
     for row in summary["variants"].values():
         assert row["seeds"] == 1 and row["held_out/learned"]["n"] == 1
     # One held-out set for every variant: both ladders' held-out demos.
