@@ -206,7 +206,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--game", required=True, choices=GAMES, metavar="GAME", help="Procgen game")
     parser.add_argument("--best", required=True, help="checkpoint the noise ladder is played from")
     parser.add_argument(
-        "--series", required=True, nargs="+", help="checkpoints (or a run or zoo series) of the checkpoint ladder"
+        "--series",
+        required=True,
+        nargs="+",
+        help="checkpoints (or a run or zoo series) of the checkpoint and crossed ladders",
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="reward model seeds (default 0 1 2)")
     parser.add_argument("--num-demos", type=int, default=100, help="training demos per reward model (default 100)")
@@ -218,7 +221,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         nargs="+",
         default=[1.0, 0.75, 0.5, 0.25, 0.02],
-        help="the noise ladder (default D-REX's 1.0 0.75 0.5 0.25 0.02)",
+        help="epsilons of the noise and crossed ladders (default D-REX's 1.0 0.75 0.5 0.25 0.02)",
     )
     parser.add_argument(
         "--variants", nargs="+", default=list(VARIANTS), help=f"variants to run (default all: {', '.join(VARIANTS)})"
@@ -228,7 +231,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME=LADDER:key=value,...",
-        help="an extra variant, e.g. noise-l1=noise:data.rank_by=noise,train.l1_coef=0.01 (repeatable)",
+        help="an extra variant on the noise, checkpoints or crossed ladder, e.g. "
+        "noise-l1=noise:data.rank_by=noise,train.l1_coef=0.01 (repeatable)",
     )
     parser.add_argument("-c", "--config", default="configs/trex-reward-cpu.yaml", help="reward trainer preset")
     parser.add_argument("--out", default="bench/results/trex_levers", help="output folder")
