@@ -224,7 +224,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="epsilons of the noise and crossed ladders (default D-REX's 1.0 0.75 0.5 0.25 0.02)",
     )
     parser.add_argument(
-        "--variants", nargs="+", default=list(VARIANTS), help=f"variants to run (default all: {', '.join(VARIANTS)})"
+        "--variants",
+        nargs="*",
+        default=list(VARIANTS),
+        help=f"variants to run (default all: {', '.join(VARIANTS)}; none given: only the --variant ones)",
     )
     parser.add_argument(
         "--variant",
@@ -251,6 +254,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not name or ladder not in LADDERS:
             parser.error(f"--variant: {entry!r} must look like NAME={'|'.join(LADDERS)}:key=value,...")
         variants[name] = (ladder, [o for o in options.split(",") if o])
+    if not variants:
+        parser.error("--variants: none given and no --variant; name at least one variant")
     args.variants = variants
     if args.num_demos < 2 or args.train_levels < 1 or args.test_levels < 1 or args.test_episodes < 1:
         parser.error("--num-demos must be >= 2, and --train-levels, --test-levels and --test-episodes >= 1")

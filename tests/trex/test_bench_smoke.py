@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from procgen_common.cli import UserError
 from tests.conftest import REPO
 from trex.demos import DemoInfo, read_index
 
@@ -174,3 +175,12 @@ def demo_info(checkpoint: str, episode_return: float, length: int) -> DemoInfo:
         length=length,
         truncated=False,
     )
+
+
+def test_trex_levers_runs_only_the_extra_variants_when_variants_names_none():
+    levers = _script("trex_levers")
+    base = ["--game=starpilot", "--best=b.pt", "--series", "s.pt", "--variants"]
+    args = levers.parse_args([*base, "--variant", "x=crossed:data.rank_by=return"])
+    assert args.variants == {"x": ("crossed", ["data.rank_by=return"])}
+    with pytest.raises(UserError, match="--variants: none given and no --variant"):
+        levers.parse_args(base)
