@@ -7,6 +7,7 @@ PATH is a checkpoint file or a run folder (its checkpoints/latest.pt, whose embe
 gives the game(s) and level splits). Prints mean and std of return, a 95% bootstrap CI, the
 min-max normalised score and the mean length; writes a JSON summary (with the exact level
 seeds played) and a CSV of per-episode rows (level_seed, return, length, game) beside it.
+--epsilon plays the agent as a rung of a noise ladder (that share of its actions uniformly random).
 A multi-game agent plays --episodes episodes of each of its games (or of those --games names)
 and prints one row per game and the mean normalised score over the games with its 95% CI.
 --split held-out evaluates every held-out split of the run's config, one JSON + CSV each.
@@ -47,6 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--episodes", type=int, default=100, help="episodes to play, of each game (default 100)")
     parser.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
+    parser.add_argument(
+        "--epsilon",
+        type=float,
+        default=0.0,
+        help="replace this share of the agent's actions by uniform random ones, as a rung of a D-REX noise ladder "
+        "plays (trex.generate_demos epsilon=...), in [0, 1] (default 0: the agent as it is)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for Procgen's level order (default 0)")
     parser.add_argument("--num-envs", type=int, default=64, help="environments run in parallel (default 64)")
     parser.add_argument(
@@ -61,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name, value in (("--episodes", args.episodes), ("--num-envs", args.num_envs)):
         if value < 1:
             parser.error(f"{name} must be >= 1, got {value}")
+    if not 0.0 <= args.epsilon <= 1.0:  # NaN fails the test too
+        parser.error(f"--epsilon must be a probability in [0, 1], got {args.epsilon}")
     if args.out is not None and not args.out.endswith(".json"):
         parser.error(f"--out must name a .json file, got {args.out}")
     if args.out is not None and os.path.isdir(args.out):
@@ -79,6 +89,7 @@ def print_summary(summary: dict, out: Path) -> None:
     print(
         f"{summary['game']} ({summary['distribution_mode']}), split {summary['split']}, levels "
         f"[{start}, {start + count if count else 'any'}), {episodes}, step {summary['step']}"
+        + (f", epsilon {summary['epsilon']:g}" if summary.get("epsilon") else "")
     )
     if games:
         width = max(len("game"), *map(len, games))
@@ -119,7 +130,8 @@ def main(argv=None) -> dict | list[dict]:
         if out is not None and args.split == HELD_OUT:
             out = str(Path(out).with_name(f"{Path(out).stem}-{split}.json"))
         summary, written = evaluate_checkpoint(
-            args.path, split, args.episodes, args.seed, args.deterministic, args.num_envs, args.device, out, args.games
+            args.path, split, args.episodes, args.seed, args.deterministic, args.num_envs, args.device, out,
+            games=args.games, epsilon=args.epsilon,
         )
         print_summary(summary, written)
         summaries.append(summary)

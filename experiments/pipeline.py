@@ -278,8 +278,24 @@ def read_record(path: Path) -> dict | None:
 # Evaluation and report
 
 
-def best_demonstrator(demos_dir: Path) -> tuple[Path, float, int]:
-    """The checkpoint whose training-level demos have the highest mean return: ``(file, mean, count)``.
+@dataclass(frozen=True)
+class BestDemonstrator:
+    """The rung of the demonstrations' ladder whose training-level demos have the highest mean return."""
+
+    file: Path
+    """Its checkpoint."""
+    epsilon: float
+    """The noise it played with (0 for a plain checkpoint ladder)."""
+    train_mean: float
+    """Its training-level demos' mean return."""
+    train_count: int
+    """How many training-level demos it played."""
+
+
+def best_demonstrator(demos_dir: Path) -> BestDemonstrator:
+    """The best demonstration's rung, ``(checkpoint, epsilon)``: the pipeline evaluates it as it played its
+    demos, noise included, since an agent that learned from a noisy ladder learned from nothing better (D-REX,
+    Brown et al. 2019b, compares against the best demonstration, not the policy behind it).
 
     The file is found among the demonstrators the demo folder's config.yaml names.
     """
@@ -287,44 +303,54 @@ def best_demonstrator(demos_dir: Path) -> tuple[Path, float, int]:
     if not infos:
         raise UserError(f"{demos_dir} holds no training demos; set demos.num_train_levels >= 1")
     means = {}
-    for name in dict.fromkeys(i.checkpoint for i in infos):
-        returns = [i.episode_return for i in infos if i.checkpoint == name]
-        means[name] = (float(np.mean(returns)), len(returns))
-    name = max(means, key=lambda k: means[k][0])
+    for rung in dict.fromkeys((i.checkpoint, i.epsilon) for i in infos):
+        returns = [i.episode_return for i in infos if (i.checkpoint, i.epsilon) == rung]
+        means[rung] = (float(np.mean(returns)), len(returns))
+    (name, epsilon) = max(means, key=lambda k: means[k][0])
     demos_config = load_config(DemosConfig, demos_dir / "config.yaml")
     files = [f for f in checkpoint_files(demos_config.checkpoint_entries) if f.stem == name]
     if not files:
         raise UserError(f"{demos_dir}: its best checkpoint {name} is no longer where its config.yaml says")
-    return files[0], *means[name]
+    return BestDemonstrator(files[0], epsilon, *means[name, epsilon])
 
 
 def evaluate_policies(config: Config, root: Path) -> None:
-    """Random policy, best demonstrator checkpoint and both agents on the same held-out episodes."""
-    best, train_mean, train_count = best_demonstrator(root / "demos")
+    """Random policy, best demonstration's rung and both agents on the same held-out episodes."""
+    best = best_demonstrator(root / "demos")
     policies = {
-        "best demonstrator": best,
+        "best demonstrator": best.file,
         "agent, true reward": true_reward_run(config),
         "agent, learned reward": root / "agent-learned",
     }
     # games: a multi-game zoo demonstrator plays the experiment's game only (a no-op for one-game agents).
     out = root / "evaluation"
-    rows = evaluate_held_out(policies, config.env, config.evaluation, config.seed, out, [config.env.game])
-    rows["best demonstrator"] |= {"demo_train_mean_return": train_mean, "demo_train_episodes": train_count}
+    rows = evaluate_held_out(
+        policies, config.env, config.evaluation, config.seed, out, [config.env.game], {"best demonstrator": best.epsilon}
+    )
+    rows["best demonstrator"] |= {"demo_train_mean_return": best.train_mean, "demo_train_episodes": best.train_count}
     atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
 
 
 def evaluate_held_out(
-    policies: dict[str, Path], env: EnvConfig, e: EvaluationConfig, seed: int, out: Path, games: list[str] | None = None
+    policies: dict[str, Path],
+    env: EnvConfig,
+    e: EvaluationConfig,
+    seed: int,
+    out: Path,
+    games: list[str] | None = None,
+    epsilons: dict[str, float] | None = None,
 ) -> dict:
     """A uniform random policy and every saved policy (name -> checkpoint or run folder) on the same held-out
-    episodes; writes each one's results (``<out>/<name>.json`` and .csv) and returns their rows by name."""
+    episodes, those in ``epsilons`` with that share of random actions; writes each one's results
+    (``<out>/<name>.json`` and .csv) and returns their rows by name."""
     settings = (e.episodes, seed, e.deterministic, e.num_envs)
     summary, results = evaluate_agent(RandomAgent(seed), env, "test", *settings, "random")
     write_evaluation(summary, results, out / "random.json")
     rows = {"random": summary | {"policy": "random", "file": str(out / "random.json")}}
     for policy, path in policies.items():
         file = out / f"{policy.replace(', ', '-').replace(' ', '_')}.json"
-        summary, _ = evaluate_checkpoint(path, "test", *settings, out=file, games=games)
+        epsilon = (epsilons or {}).get(policy, 0.0)
+        summary, _ = evaluate_checkpoint(path, "test", *settings, out=file, games=games, epsilon=epsilon)
         rows[policy] = summary | {"policy": policy, "file": str(file)}
     return rows
 
@@ -435,14 +461,17 @@ def report_markdown(
             "|---|---|---|---|",
         ]
         for policy, row in rows.items():
-            label = f"{policy} ({Path(row['checkpoint']).stem})" if policy == "best demonstrator" else policy
+            label = policy
+            if policy == "best demonstrator":
+                noise = f", epsilon {row['epsilon']:g}" if row.get("epsilon") else ""
+                label = f"{policy} ({Path(row['checkpoint']).stem}{noise})"
             lines.append(f"| {label} | {_cell(row)} | {_num(row['normalized_score'])} | {row['mean_length']:.0f} |")
         true_word, (true_low, true_high) = verdict(episode_returns(learned), episode_returns(true))
         lines += [
             "",
             f"The agent on the learned reward **{beat}** the best demonstrator on held-out levels "
             f"({learned['mean_return']:.2f} against {best['mean_return']:.2f}; 95% CI of the difference "
-            f"[{low:.2f}, {high:.2f}]; that checkpoint's training-level demos averaged "
+            f"[{low:.2f}, {high:.2f}]; its training-level demos averaged "
             f"{best['demo_train_mean_return']:.2f}), and {true_word} the agent on the true reward (95% CI of the "
             f"difference [{true_low:.2f}, {true_high:.2f}]).",
         ]

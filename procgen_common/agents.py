@@ -53,6 +53,31 @@ class RandomAgent:
         return self.rng.integers(0, self.num_actions, len(obs)), None
 
 
+class NoisyAgent:
+    """An agent whose every action is replaced, with probability ``epsilon``, by a uniform random one: a rung of a
+    D-REX noise ladder (Brown et al. 2019b) played outside demo generation, e.g. to evaluate the best demonstration.
+
+    The noise comes from a generator of its own (seeded by ``seed``), so the wrapped agent draws the same random
+    numbers as it does unwrapped.
+    """
+
+    def __init__(self, agent, epsilon: float, seed: int = 0, num_actions: int = NUM_ACTIONS):
+        self.agent = agent
+        self.epsilon = float(epsilon)
+        self.rng = np.random.default_rng(seed)
+        self.num_actions = num_actions
+
+    def initial_state(self, num_envs: int):
+        return self.agent.initial_state(num_envs)
+
+    def act(self, obs, state, episode_start, deterministic: bool = False):
+        actions, state = self.agent.act(obs, state, episode_start, deterministic)
+        actions = np.asarray(actions).copy()
+        noisy = self.rng.random(len(actions)) < self.epsilon
+        actions[noisy] = self.rng.integers(0, self.num_actions, int(noisy.sum()))
+        return actions, state
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file as given, or a run folder's ``checkpoints/latest.pt``."""
     path = Path(path)

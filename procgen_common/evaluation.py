@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from procgen_common.agents import env_config_of, load_agent, resolve_checkpoint
+from procgen_common.agents import NoisyAgent, env_config_of, load_agent, resolve_checkpoint
 from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import UserError
 from procgen_common.env import EnvConfig, ProcgenVecEnv, Split, normalized_score
@@ -247,12 +247,14 @@ def evaluate_checkpoint(
     device: str = "cpu",
     out: str | Path | None = None,
     games: Sequence[str] | None = None,
+    epsilon: float = 0.0,
 ) -> tuple[dict, Path]:
     """Play a saved agent (checkpoint file or run folder) on ``split`` and write the results.
 
     ``split`` is train, test, all or one of the checkpoint's named held-out splits (``test@1200``; see
     ``checkpoint_splits`` for ``held-out``); ``games`` restricts a multi-game agent to some of its games
-    (``games_of``). Writes ``evaluate_agent``'s summary, with the checkpoint's path, algorithm and step, to ``out``
+    (``games_of``); ``epsilon`` > 0 replaces that share of its actions by uniform random ones (``NoisyAgent``: a
+    rung of a noise ladder, seeded by ``seed``). Writes ``evaluate_agent``'s summary, with the checkpoint's path, algorithm and step, to ``out``
     (default ``default_eval_path``, the split's name followed by the games' where ``games`` is given) and the
     per-episode CSV beside it; returns ``(summary, json_path)``.
     """
@@ -268,12 +270,14 @@ def evaluate_checkpoint(
             f"note: {checkpoint_path} trained on the full level distribution (num_levels=0): no level is held out",
             file=sys.stderr,
         )
+    if epsilon > 0:
+        agent = NoisyAgent(agent, epsilon, seed)
     summary, results = evaluate_agent(agent, env_config, split, episodes, seed, deterministic, num_envs)
     summary = {
         "checkpoint": str(checkpoint_path),
         "algo": checkpoint.get("algo"),
         "step": checkpoint.get("step"),
-    } | summary
+    } | ({"epsilon": epsilon} if epsilon > 0 else {}) | summary
     name = split if games is None else f"{split}-{env_config.label}"
     out = Path(out) if out else default_eval_path(checkpoint_path, name)
     write_evaluation(summary, results, out)

@@ -115,6 +115,8 @@ def test_bad_options_are_argparse_errors(script, tiny_run, tmp_path, capsys):
         ["--out", str(tmp_path / "x.csv")],
         ["--out", str(tmp_path / "folder.json")],
         ["--device", "foo"],
+        ["--epsilon", "1.5"],
+        ["--epsilon", "nan"],
     ):
         with pytest.raises(SystemExit) as info:
             script.main([str(tiny_run), *args])
@@ -132,6 +134,21 @@ def test_an_evaluation_plays_the_same_episodes_whatever_ran_before(tiny_run, tmp
     second, _ = evaluate_checkpoint(tiny_run, "test", 4, seed=3, num_envs=2, out=tmp_path / "b.json")
     assert (first["mean_return"], first["level_seeds"]) == (second["mean_return"], second["level_seeds"])
     assert json.loads((tmp_path / "a.json").read_text())["mean_length"] == second["mean_length"]
+
+
+def test_epsilon_plays_the_agent_as_a_noise_ladder_rung(script, tiny_run, tmp_path, capsys):
+    def play(name: str, *options: str) -> dict:
+        return script.main([str(tiny_run), "--episodes", "6", "--num-envs", "3", "--out", str(tmp_path / name), *options])
+
+    plain = play("a.json")
+    assert "epsilon" not in plain and "epsilon" not in capsys.readouterr().out.splitlines()[0]
+    noisy = play("b.json", "--epsilon", "1")
+    assert capsys.readouterr().out.splitlines()[0].endswith(", epsilon 1")
+    assert noisy["epsilon"] == json.loads((tmp_path / "b.json").read_text())["epsilon"] == 1.0
+    again = play("c.json", "--epsilon", "1")
+    assert (tmp_path / "b.csv").read_text() == (tmp_path / "c.csv").read_text()  # the noise is seeded
+    assert again["mean_return"] == noisy["mean_return"]
+    assert (tmp_path / "a.csv").read_text() != (tmp_path / "b.csv").read_text()  # and changes the episodes
 
 
 # A multi-game agent: a tiny run on coinrun and starpilot with two held-out splits, test = levels [20, 70) (right after

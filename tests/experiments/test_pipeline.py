@@ -7,13 +7,15 @@ import dataclasses
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 
-from experiments.pipeline import STAGE_NAMES, Config, digest, run_pipeline
+from experiments.pipeline import STAGE_NAMES, Config, best_demonstrator, digest, run_pipeline
 from procgen_common.cli import UserError
 from procgen_common.config import ConfigError, load_config
 from tests.conftest import REPO, assert_one_line_error, run_cli
+from trex.demos import read_index
 
 PPO = [
     "model.arch=nature",
@@ -263,6 +265,15 @@ def test_a_zoo_demonstrator_is_recorded_not_trained(experiment, tmp_path):
     assert not (folder / "demonstrator").exists() and not (folder / "agent-true").exists()  # nothing trained
     rows = json.loads((folder / "evaluation" / "summary.json").read_text())
     assert rows["agent, true reward"]["checkpoint"] == str(series[-1])  # the series' final checkpoint is the reference
+    # The best demonstration is a rung, (checkpoint, epsilon), evaluated as it played its demos.
+    train = [i for i in read_index(folder / "demos") if i.split == "train"]
+    rungs = {(i.checkpoint, i.epsilon) for i in train}
+    means = {r: np.mean([i.episode_return for i in train if (i.checkpoint, i.epsilon) == r]) for r in rungs}
+    best = best_demonstrator(folder / "demos")
+    assert len(rungs) == 2 * len(series) and (best.file.stem, best.epsilon) in rungs
+    assert best.train_mean == max(means.values()) == means[best.file.stem, best.epsilon]
+    row = rows["best demonstrator"]
+    assert (row["checkpoint"], row.get("epsilon", 0.0)) == (str(best.file), best.epsilon)
     report = (folder / "report.md").read_text()
     assert "demonstrators from the zoo" in report and "epsilon 1, 0" in report
     assert re.search(r"\| learned per-frame mean \| -?\d\.\d{3} \| -?\d\.\d{3} \|", report)
@@ -296,7 +307,8 @@ def test_the_quickstart_plays_a_committed_zoo_checkpoint_of_its_game():
     config = load_config(Config, REPO / "configs" / "quickstart.yaml")
     files = zoo_files(config)  # the whole series, checked to play env.game
     assert config.zoo.removeprefix("zoo:") in {f"{f.parent.name}/{f.stem}" for f in files}
-    assert config.reward.data.comparison == "episode" and len(config.demos.epsilons) == 5
+    assert config.reward.data.comparison == "snippet" and config.reward.data.start_prior
+    assert len(config.demos.epsilons) == 5 and min(config.demos.epsilons) == 0.5  # clearly suboptimal demos
 
 
 @pytest.mark.parametrize("game", ["fruitbot", "starpilot"])

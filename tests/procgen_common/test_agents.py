@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from procgen_common.agents import load_agent, resolve_checkpoint
+from procgen_common.agents import NoisyAgent, load_agent, resolve_checkpoint
 from procgen_common.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from procgen_common.cli import UserError
 from procgen_common.config import from_dict
@@ -95,3 +95,37 @@ def test_bad_paths_and_files(tmp_path, tiny_run):
     save_checkpoint(tmp_path / "noenv.pt", {**other, "config": {"model": good["config"]["model"]}})
     with pytest.raises(CheckpointError, match="no usable env config"):
         load_agent(tmp_path / "noenv.pt")
+
+
+class _Fixed:
+    """An agent that always plays action 3 and counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def initial_state(self, num_envs):
+        return "state"
+
+    def act(self, obs, state, episode_start, deterministic=False):
+        self.calls += 1
+        return np.full(len(obs), 3), state
+
+
+def _noisy_actions(epsilon: float, seed: int = 0, steps: int = 200, rows: int = 32) -> np.ndarray:
+    agent = NoisyAgent(_Fixed(), epsilon, seed)
+    state = agent.initial_state(rows)
+    assert state == "state"
+    obs = np.zeros((rows, 1), np.uint8)
+    return np.concatenate([agent.act(obs, state, np.zeros(rows, bool))[0] for _ in range(steps)])
+
+
+def test_a_noisy_agent_replaces_epsilon_of_its_actions_by_uniform_ones():
+    assert (_noisy_actions(0.0) == 3).all()  # epsilon 0 is the agent as it is
+    counts = np.bincount(_noisy_actions(1.0), minlength=NUM_ACTIONS)
+    expected = counts.sum() / NUM_ACTIONS
+    assert ((counts - expected) ** 2 / expected).sum() < 36.1  # chi-square, 14 dof, p = 0.001: uniform
+    half = _noisy_actions(0.5)
+    replaced = 0.5 * (1 - 1 / NUM_ACTIONS)  # a random action is the agent's own 1 time in 15
+    assert abs((half != 3).mean() - replaced) < 0.03
+    assert (_noisy_actions(0.5, seed=1) == _noisy_actions(0.5, seed=1)).all()
+    assert (_noisy_actions(0.5, seed=1) != half).any()
