@@ -130,8 +130,16 @@ def main(argv=None) -> dict | list[dict]:
         if out is not None and args.split == HELD_OUT:
             out = str(Path(out).with_name(f"{Path(out).stem}-{split}.json"))
         summary, written = evaluate_checkpoint(
-            args.path, split, args.episodes, args.seed, args.deterministic, args.num_envs, args.device, out,
-            games=args.games, epsilon=args.epsilon,
+            args.path,
+            split,
+            args.episodes,
+            args.seed,
+            args.deterministic,
+            args.num_envs,
+            args.device,
+            out,
+            games=args.games,
+            epsilon=args.epsilon,
         )
         print_summary(summary, written)
         summaries.append(summary)

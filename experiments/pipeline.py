@@ -324,9 +324,8 @@ def evaluate_policies(config: Config, root: Path) -> None:
     }
     # games: a multi-game zoo demonstrator plays the experiment's game only (a no-op for one-game agents).
     out = root / "evaluation"
-    rows = evaluate_held_out(
-        policies, config.env, config.evaluation, config.seed, out, [config.env.game], {"best demonstrator": best.epsilon}
-    )
+    noise = {"best demonstrator": best.epsilon}
+    rows = evaluate_held_out(policies, config.env, config.evaluation, config.seed, out, [config.env.game], noise)
     rows["best demonstrator"] |= {"demo_train_mean_return": best.train_mean, "demo_train_episodes": best.train_count}
     atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
 

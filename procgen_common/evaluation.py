@@ -254,9 +254,10 @@ def evaluate_checkpoint(
     ``split`` is train, test, all or one of the checkpoint's named held-out splits (``test@1200``; see
     ``checkpoint_splits`` for ``held-out``); ``games`` restricts a multi-game agent to some of its games
     (``games_of``); ``epsilon`` > 0 replaces that share of its actions by uniform random ones (``NoisyAgent``: a
-    rung of a noise ladder, seeded by ``seed``). Writes ``evaluate_agent``'s summary, with the checkpoint's path, algorithm and step, to ``out``
-    (default ``default_eval_path``, the split's name followed by the games' where ``games`` is given) and the
-    per-episode CSV beside it; returns ``(summary, json_path)``.
+    rung of a noise ladder, seeded by ``seed``). Writes ``evaluate_agent``'s summary, with the checkpoint's path,
+    algorithm and step (and ``epsilon`` where > 0), to ``out`` (default ``default_eval_path``, the split's name
+    followed by the games' where ``games`` is given) and the per-episode CSV beside it; returns
+    ``(summary, json_path)``.
     """
     checkpoint_path = resolve_checkpoint(path)
     agent, checkpoint, env_config = load_agent(checkpoint_path, device)
@@ -273,11 +274,15 @@ def evaluate_checkpoint(
     if epsilon > 0:
         agent = NoisyAgent(agent, epsilon, seed)
     summary, results = evaluate_agent(agent, env_config, split, episodes, seed, deterministic, num_envs)
-    summary = {
-        "checkpoint": str(checkpoint_path),
-        "algo": checkpoint.get("algo"),
-        "step": checkpoint.get("step"),
-    } | ({"epsilon": epsilon} if epsilon > 0 else {}) | summary
+    summary = (
+        {
+            "checkpoint": str(checkpoint_path),
+            "algo": checkpoint.get("algo"),
+            "step": checkpoint.get("step"),
+        }
+        | ({"epsilon": epsilon} if epsilon > 0 else {})
+        | summary
+    )
     name = split if games is None else f"{split}-{env_config.label}"
     out = Path(out) if out else default_eval_path(checkpoint_path, name)
     write_evaluation(summary, results, out)

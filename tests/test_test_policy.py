@@ -138,7 +138,8 @@ def test_an_evaluation_plays_the_same_episodes_whatever_ran_before(tiny_run, tmp
 
 def test_epsilon_plays_the_agent_as_a_noise_ladder_rung(script, tiny_run, tmp_path, capsys):
     def play(name: str, *options: str) -> dict:
-        return script.main([str(tiny_run), "--episodes", "6", "--num-envs", "3", "--out", str(tmp_path / name), *options])
+        out = str(tmp_path / name)
+        return script.main([str(tiny_run), "--episodes", "6", "--num-envs", "3", "--out", out, *options])
 
     plain = play("a.json")
     assert "epsilon" not in plain and "epsilon" not in capsys.readouterr().out.splitlines()[0]
