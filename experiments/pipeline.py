@@ -381,15 +381,21 @@ def ladder_check(infos: list) -> tuple[bool, str]:
     rho = spearman(np.arange(len(rungs)), np.array(means))
     word, (low, high) = verdict(returns[-1], returns[0])
     ok = rho is not None and rho >= 0.5 and word == "beats"
-    rising = (
-        f"rung mean returns {means[0]:.2f} (lowest rank) to {means[-1]:.2f} (highest), Spearman with rank {rho:.2f}"
+    rising = f"rung mean returns {means[0]:.2f} (lowest rank) to {means[-1]:.2f} (highest), Spearman with rank " + (
+        "n/a (every rung has the same mean)" if rho is None else f"{rho:.2f}"
     )
     if ok:
         return True, f"The demonstrations form a ladder: {rising}; top minus bottom rung [{low:.2f}, {high:.2f}]."
+    advice = (
+        "more demos a rung (demos.num_train_levels, demos.episodes_per_level), noise levels further apart "
+        "(demos.epsilon) or more distinct demonstrators"
+        if any(i.epsilon > 0 for i in infos)
+        else "stronger or more distinct demonstrators, or a noise ladder (demos.epsilon=[...])"
+    )
     return False, (
         f"**Warning: the demonstrations do not form a ladder**: {rising}; the top rung {word} the bottom one (95% CI "
         f"of the difference [{low:.2f}, {high:.2f}]). Their mean returns do not rise clearly with rank, so T-REX has "
-        "little to learn from: use stronger or more distinct demonstrators, or a noise ladder (demos.epsilon=[...])."
+        f"little to learn from: use {advice}."
     )
 
 

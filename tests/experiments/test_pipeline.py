@@ -323,3 +323,24 @@ def test_an_impala_zoo_series_serves_its_game_and_is_refused_for_another(game):
     other = "starpilot" if game == "fruitbot" else "fruitbot"
     with pytest.raises(UserError, match=f"zoo: zoo:{game}-impala plays {game} \\(easy\\) but env.game is {other}"):
         zoo_files(config(f"env.game={other}", f"zoo=zoo:{game}-impala"))
+
+
+def _demo(step: int, epsilon: float, ret: float):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(checkpoint_step=step, epsilon=epsilon, episode_return=ret)
+
+
+def test_the_ladder_check_finds_rising_rungs_and_advises_by_the_kind_of_ladder():
+    from experiments.pipeline import ladder_check
+
+    rising = [_demo(step, 0.0, step + noise) for step in (0, 10, 20) for noise in (0.0, 0.5, 1.0, 1.5) * 3]
+    ok, sentence = ladder_check(rising)
+    assert ok and sentence.startswith("The demonstrations form a ladder")
+    flat = [_demo(step, 0.0, noise) for step in (0, 10) for noise in (0.0, 3.0, 1.0, 2.0)]
+    ok, sentence = ladder_check(flat)
+    assert not ok and "Warning" in sentence and "a noise ladder (demos.epsilon" in sentence and "n/a" in sentence
+    noisy = [_demo(5, eps, noise) for eps in (1.0, 0.5) for noise in (0.0, 3.0, 1.0, 2.0)]
+    ok, sentence = ladder_check(noisy)  # already a noise ladder: the advice is more demos or noise further apart
+    assert not ok and "noise levels further apart" in sentence and "or a noise ladder" not in sentence
+    assert ladder_check([_demo(5, 0.0, 1.0)] * 3) == (False, ladder_check([_demo(5, 0.0, 2.0)])[1])
