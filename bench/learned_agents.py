@@ -1,19 +1,21 @@
 """Agents trained on learned T-REX rewards, against the zoo series their demonstrations came from.
 
-    python bench/learned_agents.py --runs RUN [RUN ...] --best zoo:<series>/step_<step> [...] [--step STEP] --out DIR
+    python bench/learned_agents.py --runs RUN [RUN ...] --best zoo:<series>/step_<step> [...] [--best-epsilon E]
+        [--step STEP] --out DIR
 
 Each ``RUN`` is a run folder of ``policies.train`` (or what ``bench/learned_agents_gpu.sh`` sent back: its series
 checkpoints ``step_*.pt`` and ``progress.csv`` in one folder). Its newest checkpoint (or the one at series step
 ``--step``, to compare runs that went on for different budgets at one step) plays ``--episodes`` held-out
 episodes (levels after the training range, evaluation seed 0: the episodes the zoo's own table was measured on), and
 is set beside three references of its game from the zoo's ``evaluation.json``: a random policy (the series' step 0),
-the best demonstrator the reward learned from (``--best``, one per game) and PPO on the true reward at the nearest
-series step at or after the agent's (the zoo series itself). It also draws, per run, the learned and the true return
-of its training episodes over training (the reward-hacking view). Evaluations are cached beside each checkpoint
-(``eval/``), so rerunning only redraws. Runs on the length reward (``reward.source=length``, the control of an
-agent that only learns to survive) or on the true reward (``reward.source=env``, the same command's reference) are
-listed beside under their own names (``<run>-length``, ``<run>-env``) and means, and kept out of the goals; a
-true-reward run logs no learned return, so it has no reward-hacking figure.
+the best demonstrator the reward learned from (``--best``, one per game; with ``--best-epsilon``, the noise ladder's
+rung it was: that checkpoint played with that share of random actions on the same episodes) and PPO on the true
+reward at the nearest series step at or after the agent's (the zoo series itself). It also draws, per run, the
+learned and the true return of its training episodes over training (the reward-hacking view). Evaluations are cached
+beside each checkpoint (``eval/``), so rerunning only redraws. Runs on the length reward (``reward.source=length``,
+the control of an agent that only learns to survive) or on the true reward (``reward.source=env``, the same command's
+reference) are listed beside under their own names (``<run>-length``, ``<run>-env``) and means, and kept out of the
+goals; a true-reward run logs no learned return, so it has no reward-hacking figure.
 """
 
 from __future__ import annotations
@@ -57,13 +59,22 @@ def held_out(checkpoint: Path, episodes: int) -> dict:
     return evaluate_checkpoint(checkpoint, "test", episodes=episodes, seed=0)[0]
 
 
-def zoo_references(best: str, step: int) -> dict:
-    """Random (step 0), the best demonstrator ``best`` and true-reward PPO at the first series step >= ``step``."""
+def zoo_references(best: str, step: int, epsilon: float = 0.0, episodes: int = 100, out: Path | None = None) -> dict:
+    """Random (step 0), the best demonstrator ``best`` and true-reward PPO at the first series step >= ``step``.
+
+    With ``epsilon`` > 0 the best demonstrator is that checkpoint played as a noise-ladder rung, evaluated here on
+    the zoo table's episodes (``episodes``, seed 0) and written to ``out``; the others come from the zoo's table.
+    """
     path = zoo.resolve(best)
     rows = json.loads((path.parent / "evaluation.json").read_text())["checkpoints"]
     by_name = {row["checkpoint"]: row for row in rows}
     later = [row for row in rows if row["step"] >= step] or rows[-1:]
-    pick = {"random policy (step 0)": rows[0], f"best demonstrator ({best})": by_name[path.name]}
+    demo, name = by_name[path.name], f"best demonstrator ({best})"
+    if epsilon > 0:
+        file = out / f"best-{path.parent.name}-{path.stem}-eps{epsilon:g}.json"
+        demo = evaluate_checkpoint(path, "test", episodes=episodes, seed=0, out=file, epsilon=epsilon)[0]
+        name = f"best demonstrator ({best}, epsilon {epsilon:g})"
+    pick = {"random policy (step 0)": rows[0], name: demo}
     pick[f"PPO on the true reward ({path.parent.name}, step {later[0]['step']:,})"] = later[0]
     return {
         name: {k: row[k] for k in ("step", "mean_return", "ci95_return", "normalized_score")}
@@ -93,6 +104,13 @@ def main(argv: list[str] | None = None) -> dict:
         "--best", nargs="+", required=True, help="the best demonstrator of each game's ladder: zoo:<series>/step_<step>"
     )
     parser.add_argument(
+        "--best-epsilon",
+        type=float,
+        default=0.0,
+        help="the best demonstration was a noise-ladder rung: --best played with this share of uniform random "
+        "actions, in [0, 1], evaluated on the same held-out episodes (default 0: the zoo table's figures)",
+    )
+    parser.add_argument(
         "--step", type=int, help="evaluate every run's checkpoint at this series step (default: each run's newest)"
     )
     parser.add_argument("--episodes", type=int, default=100, help="held-out episodes per agent (default 100)")
@@ -100,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.episodes < 1:
         raise UserError(f"--episodes: {args.episodes}; give at least 1")
+    if not 0.0 <= args.best_epsilon <= 1.0:  # NaN fails the test too
+        raise UserError(f"--best-epsilon: {args.best_epsilon} is not a probability; give a value in [0, 1]")
     best = {}
     for entry in args.best:
         if not zoo.is_zoo_entry(entry) or zoo.resolve(entry).is_dir():
@@ -134,7 +154,9 @@ def main(argv: list[str] | None = None) -> dict:
     for game, entry in games.items():
         agents = entry["agents"]
         step = min(a["step"] for a in agents)
-        entry["references"] = references = zoo_references(best[game], step)
+        args.out.mkdir(parents=True, exist_ok=True)
+        references = zoo_references(best[game], step, args.best_epsilon, args.episodes, args.out)
+        entry["references"] = references
         demo, true = list(references.values())[1:]
         lines += ["", f"## {game}", "", "| policy | step | held-out return [95% CI] |", "|---|---|---|"]
         means = entry["mean_of_seeds_by_reward"] = {}

@@ -123,3 +123,25 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {message}")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_noisy_best_demonstration_is_played_with_its_noise_on_the_same_episodes(tmp_path):
+    from procgen_common.evaluation import evaluate_checkpoint
+
+    run = tmp_path / "starpilot-seed0"
+    run.mkdir()
+    shutil.copy(REPO / "zoo" / "starpilot" / "step_000507904.pt", run / "step_000507904.pt")
+    (run / "progress.csv").write_text("step,charts/episodic_return,charts/learned_return\n16384,1.0,0.5\n")
+    out = tmp_path / "out"
+    games = _script().main(["--runs", str(run), "--best", "zoo:starpilot/step_001015808", "--best-epsilon", "0.5",
+                            "--episodes", "3", "--out", str(out)])  # fmt: skip
+    name, demo = list(games["starpilot"]["references"].items())[1]
+    assert name == "best demonstrator (zoo:starpilot/step_001015808, epsilon 0.5)"
+    replay, _ = evaluate_checkpoint(REPO / "zoo" / "starpilot" / "step_001015808.pt", "test", 3, 0, epsilon=0.5,
+                                    out=tmp_path / "replay.json")  # fmt: skip
+    assert demo["mean_return"] == replay["mean_return"] and replay["epsilon"] == 0.5
+    assert json.loads((out / "best-starpilot-step_001015808-eps0.5.json").read_text())["epsilon"] == 0.5
+    with pytest.raises(SystemExit) as info:
+        _script().main(["--runs", str(run), "--best", "zoo:starpilot/step_001015808", "--best-epsilon", "2",
+                        "--out", str(out)])  # fmt: skip
+    assert info.value.code == 2
