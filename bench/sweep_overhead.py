@@ -37,6 +37,10 @@ def cell_overrides(agent_steps: int) -> list[str]:
         "demos.episodes_per_level=2",
         "demos.num_test_levels=3",
         "demos.max_length=200",
+        # the quickstart's reward comparisons as they were when this was measured (commit 6271a1a)
+        "reward.data.comparison=episode",
+        "reward.data.stride=4",
+        "reward.data.start_prior=false",
         "reward.train.epochs=1",
         "reward.log.tensorboard=false",
         *(f"agent.{o}" for o in ppo),
