@@ -12,8 +12,8 @@ Stages, each in its own subfolder of ``dir``:
 4. ``agent-learned/``: an agent on the learned reward only (``policies.train``, reward.source=learned);
 5. ``agent-true/``: the same agent on the game's reward, the reference (skipped when the agent is PPO with the
    demonstrator's settings and budget: that run would replay the demonstrator, which then serves as the reference);
-6. ``evaluation/``: a random policy, the best demonstrator checkpoint and both agents, each on the same
-   held-out levels (``procgen_common.evaluation``);
+6. ``evaluation/``: a random policy, the best demonstration's rung (played with its noise) and both agents, each on
+   the same held-out levels (``procgen_common.evaluation``);
 7. ``report.md`` with ``report/``: the held-out table, the reward model's scores, the demonstrations' skill
    ladder, learning curves and the reward figures.
 
