@@ -41,6 +41,7 @@ def cell_overrides(agent_steps: int) -> list[str]:
         "reward.data.comparison=episode",
         "reward.data.stride=4",
         "reward.data.start_prior=false",
+        "reward.data.num_demos=null",
         "reward.train.epochs=1",
         "reward.log.tensorboard=false",
         *(f"agent.{o}" for o in ppo),

@@ -49,6 +49,7 @@ def tiny_pipeline(folder, *extra: str) -> list[str]:
         "demos.num_envs=4",
         "demos.device=cpu",
         "demos.torch_threads=1",
+        "reward.data.num_demos=null",
         "reward.data.min_len=4",
         "reward.data.max_len=8",
         "reward.data.pairs_per_epoch=16",
@@ -309,6 +310,7 @@ def test_the_quickstart_plays_a_committed_zoo_checkpoint_of_its_game():
     assert config.zoo.removeprefix("zoo:") in {f"{f.parent.name}/{f.stem}" for f in files}
     assert config.reward.data.comparison == "snippet" and config.reward.data.start_prior
     assert len(config.demos.epsilons) == 5 and min(config.demos.epsilons) == 0.5  # clearly suboptimal demos
+    assert config.reward.data.num_demos == 100 <= config.demos.num_train_levels * 5  # spread over many levels
 
 
 @pytest.mark.parametrize("game", ["fruitbot", "starpilot"])
