@@ -234,6 +234,21 @@ def sample_episode_pairs(
     return _label_pairs(scores, rng, clips[0], clips[1], stride)
 
 
+def sample_transitions(offsets: np.ndarray, demos: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows ``t`` of a packed frame array (``DemoFrames``) for ``num`` transitions (frame ``t``, its action, frame
+    ``t + 1``) drawn uniformly over every transition of the demos ``demos``: each ``t`` whose next frame belongs to
+    the same demo is equally likely, so a long demo gives more of them. Returns int64 ``(num,)``; demos of one frame
+    hold none, and demos with none at all are a ValueError."""
+    demos = np.asarray(demos, dtype=np.int64)
+    counts = np.maximum(offsets[demos + 1] - offsets[demos] - 1, 0)
+    ends = np.cumsum(counts)
+    if not len(ends) or ends[-1] == 0:
+        raise ValueError("no demo holds two frames, so there is no transition to draw")
+    draws = rng.integers(0, ends[-1], num)
+    which = np.searchsorted(ends, draws, side="right")
+    return offsets[demos[which]] + draws - (ends - counts)[which]
+
+
 def snippet_frame_indices(
     offsets: np.ndarray, demos: np.ndarray, starts: np.ndarray, lengths: np.ndarray, stride: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -129,6 +129,32 @@ class RewardNet(nn.Module):
         return self(frames, actions).mean(0)
 
 
+class InverseDynamics(nn.Module):
+    """An auxiliary head per member that predicts the action taken between two consecutive frames from that member's
+    trunk features of both: self-supervised shaping of the reward's features towards what the agent controls (the
+    inverse-dynamics loss of B-REX, Brown et al., 2020). Only the trainer holds it; a saved reward model does not."""
+
+    def __init__(self, net: RewardNet, hidden_size: int = 64):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Sequential(
+                nn.Linear(2 * member.trunk.out_features, hidden_size),
+                nn.LeakyReLU(),
+                nn.Linear(hidden_size, NUM_ACTIONS),
+            )
+            for member in net.members
+        )
+
+    def forward(self, net: RewardNet, frames: torch.Tensor, next_frames: torch.Tensor) -> torch.Tensor:
+        """Action logits of every member, float ``(ensemble_size, B, NUM_ACTIONS)``, from uint8 frame batches
+        ``(B, 64, 64, 3)`` at ``t`` and ``t + 1``; gradients reach each member's trunk."""
+        logits = []
+        for member, head in zip(net.members, self.heads, strict=True):
+            now, after = member.trunk(torch.cat([frames, next_frames])).chunk(2)
+            logits.append(head(torch.cat([now, after], 1)))
+        return torch.stack(logits)
+
+
 def load_reward_net(path: str | Path) -> tuple[RewardNet, dict]:
     """``(net in eval mode, checkpoint)`` from a reward-model file or a reward run folder (its reward_net.pt)."""
     path = Path(path)

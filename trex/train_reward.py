@@ -33,6 +33,7 @@ from tqdm import tqdm
 from procgen_common.checkpoint import atomic_write_text, save_checkpoint
 from procgen_common.cli import UserError, main_guard, parse_config
 from procgen_common.config import Checked, bounded, to_dict
+from procgen_common.env import NUM_ACTIONS
 from procgen_common.logger import LogConfig
 from procgen_common.training_run import Run
 from trex.augment import AUGMENTATIONS, augment_frames
@@ -44,10 +45,11 @@ from trex.pairs import (
     rank_scores,
     sample_episode_pairs,
     sample_snippet_pairs,
+    sample_transitions,
     snippet_frame_indices,
     split_by_demo,
 )
-from trex.reward_net import ALGO, RewardNet, RewardNetConfig, load_reward_net
+from trex.reward_net import ALGO, InverseDynamics, RewardNet, RewardNetConfig, load_reward_net
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,13 @@ class TrainConfig(Checked):
     """Network arithmetic while training: 'bf16' runs the reward network under bfloat16 autocast (the
     per-frame rewards are summed, and the loss computed, in fp32); faster on CPUs with AMX/AVX512-BF16 and on
     recent GPUs (far slower on CPUs without them). Validation and the held-out evaluation run in fp32."""
+    inverse_dynamics_coef: float = bounded(0.0, 0.0)
+    """Weight of an auxiliary inverse-dynamics loss (B-REX, Brown et al., 2020): from the trunk's features of two
+    consecutive frames of a training demo, a small head predicts the action taken between them (cross-entropy). It
+    steers the reward's features towards what the agent controls, which looks alike on every level; 0 = off. The
+    head is not part of the saved reward model, and its frames are never augmented."""
+    inverse_dynamics_batch: int = bounded(64, 1)
+    """Transitions per minibatch for the inverse-dynamics loss, drawn uniformly over the training demos' steps."""
     augment: list[str] = field(default_factory=list)
     """Image augmentations of the training frames (never of validation, evaluation or the agents' reward): 'shift'
     (a random translation of up to 4 pixels, RAD/DrQ) and 'color' (random per-channel gains); e.g. [shift]."""
@@ -192,6 +201,7 @@ PROGRESS_COLUMNS = [
     "val/accuracy",
     "val/best_accuracy",
 ]
+INVERSE_DYNAMICS_COLUMNS = ["train/inverse_dynamics_loss", "train/inverse_dynamics_accuracy"]
 
 
 def bradley_terry_loss(returns_a: torch.Tensor, returns_b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -259,6 +269,28 @@ def snippet_returns(
     return returns[:, :n], returns[:, n:], rewards
 
 
+def inverse_dynamics_loss(
+    net: RewardNet,
+    head: InverseDynamics,
+    frames: DemoFrames,
+    demos: np.ndarray,
+    num: int,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, accuracy)`` of ``head`` predicting the actions of ``num`` transitions drawn from the demos ``demos``
+    (``sample_transitions``): the cross-entropy averaged over the ensemble's members, and the fraction of their
+    predictions that are the action taken."""
+    rows = sample_transitions(frames.offsets, demos, num, rng)
+    now = torch.from_numpy(frames.frames[rows]).to(device)
+    after = torch.from_numpy(frames.frames[rows + 1]).to(device)
+    actions = torch.from_numpy(frames.actions[rows]).to(device)
+    logits = head(net, now, after).float()
+    members = logits.shape[0]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, NUM_ACTIONS), actions.repeat(members))
+    return loss, (logits.argmax(-1) == actions).float().mean()
+
+
 @torch.no_grad()
 def validate_pairs(
     net: RewardNet, frames: DemoFrames, pairs: SnippetPairs, batch_size: int, device: torch.device
@@ -287,6 +319,7 @@ def train_epoch(
     device: torch.device,
     autocast: AbstractContextManager,
     bar: tqdm | None = None,
+    inverse_dynamics: tuple[InverseDynamics, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """One epoch over ``pairs`` in the order given, one optimizer step per minibatch of ``train.batch_size`` pairs;
     returns the epoch's ``train/*`` (means over the pairs) and ``time/frames_per_s`` (compute only) columns.
@@ -294,10 +327,13 @@ def train_epoch(
     A minibatch's loss: the Bradley-Terry cross-entropy of the clips' summed rewards (Brown et al., 2019), plus
     ``train.l1_coef`` x the mean |per-frame reward| and ``train.center_coef`` x ``mean_reward_penalty``. Frames are
     augmented as ``train.augment`` says (seeded by the seed, ``epoch`` and minibatch), the network run under
-    ``autocast``; ``bar`` advances once per minibatch.
+    ``autocast``; ``bar`` advances once per minibatch. ``inverse_dynamics`` = (head, demo indices) adds
+    ``train.inverse_dynamics_coef`` x ``inverse_dynamics_loss`` on transitions of those demos.
     """
     t = config.train
     sums = {"loss": 0.0, "accuracy": 0.0, "reward_abs": 0.0, "reward_mean": 0.0}
+    if inverse_dynamics is not None:
+        sums |= {"inverse_dynamics_loss": 0.0, "inverse_dynamics_accuracy": 0.0}
     frames_seen, compute_s = 0, 0.0
     for start in range(0, len(pairs), t.batch_size):
         batch = pairs[start : start + t.batch_size]
@@ -311,6 +347,16 @@ def train_epoch(
             + t.l1_coef * rewards.abs().mean()
             + t.center_coef * mean_reward_penalty(rewards, config.reward_net.output_center)
         )
+        if inverse_dynamics is not None:
+            head, demos = inverse_dynamics
+            rng = np.random.default_rng([t.seed, 6, epoch, start])
+            with autocast:
+                aux_loss, aux_accuracy = inverse_dynamics_loss(
+                    net, head, frames, demos, t.inverse_dynamics_batch, rng, device
+                )
+            loss = loss + t.inverse_dynamics_coef * aux_loss
+            sums["inverse_dynamics_loss"] += aux_loss.item() * len(batch)
+            sums["inverse_dynamics_accuracy"] += aux_accuracy.item() * len(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -415,18 +461,28 @@ def train(config: Config) -> Path:
         val_pairs = draw_pairs(demos, val_data, demos.val, data.val_pairs, [t.seed, 0])
 
         net = RewardNet(config.reward_net).to(device)
+        # Built only when on, so runs without it draw the same initial weights as before it existed.
+        aux = InverseDynamics(net).to(device) if t.inverse_dynamics_coef > 0 else None
+        params = [*net.parameters(), *(aux.parameters() if aux is not None else [])]
         # AdamW: weight decay that is not scaled by Adam's per-weight step sizes (Loshchilov & Hutter, 2019).
-        optimizer = torch.optim.AdamW(net.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
+        optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
         epoch, elapsed, best_accuracy, best_loss, stale = 0, 0.0, -1.0, float("inf"), 0
         if saved is not None:
+            if ("inverse_dynamics" in saved) != (aux is not None):
+                raise UserError(
+                    f"train.inverse_dynamics_coef: the run in {run_dir} was started "
+                    f"with{'out' if aux is not None else ''} the inverse-dynamics loss; resume it with the same setting"
+                )
             net.load_state_dict(saved["model"])
+            if aux is not None:
+                aux.load_state_dict(saved["inverse_dynamics"])
             optimizer.load_state_dict(saved["optimizer"])
             epoch, elapsed = saved["step"], saved["elapsed_s"]
             best_accuracy, best_loss, stale = saved["best_accuracy"], saved["best_loss"], saved["stale"]
             print(f"resuming {run_dir} from epoch {epoch}", file=sys.stderr)
         batches = -(-data.pairs_per_epoch // t.batch_size)
         bar = dict(total=t.epochs * batches, initial=epoch * batches, unit="batch", desc=f"reward {demo_set.game}")
-        run.open_logs(PROGRESS_COLUMNS, epoch, **bar)
+        run.open_logs(PROGRESS_COLUMNS + (INVERSE_DYNAMICS_COLUMNS if aux is not None else []), epoch, **bar)
 
         def payload(**extra) -> dict:
             return {
@@ -449,7 +505,18 @@ def train(config: Config) -> Path:
         while epoch < t.epochs and not (t.patience and stale >= t.patience):
             t_start = time.monotonic()
             pairs = epoch_pairs(demos, data, t.seed, epoch)
-            metrics = train_epoch(net, optimizer, demos.frames, pairs, config, epoch, device, run.autocast, run.bar)
+            metrics = train_epoch(
+                net,
+                optimizer,
+                demos.frames,
+                pairs,
+                config,
+                epoch,
+                device,
+                run.autocast,
+                run.bar,
+                inverse_dynamics=None if aux is None else (aux, demos.train),
+            )
             val_loss, val_accuracy = validate_pairs(net, demos.frames, val_pairs, t.batch_size, device)
             epoch += 1
             elapsed += time.monotonic() - t_start
@@ -464,6 +531,8 @@ def train(config: Config) -> Path:
             run.bar.set_postfix({"loss": f"{metrics['train/loss']:.3f}", "val_acc": f"{val_accuracy:.3f}"})
             state = dict(optimizer=optimizer.state_dict(), rng={"torch": torch.get_rng_state()}, elapsed_s=elapsed)
             state |= dict(best_accuracy=best_accuracy, best_loss=best_loss, stale=stale)
+            if aux is not None:
+                state["inverse_dynamics"] = aux.state_dict()
             save_checkpoint(run_dir / "checkpoints" / "latest.pt", payload(**state))
         run.close_logs()
         if t.patience and stale >= t.patience and epoch < t.epochs:

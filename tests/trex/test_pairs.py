@@ -10,6 +10,7 @@ from trex.pairs import (
     rank_scores,
     sample_episode_pairs,
     sample_snippet_pairs,
+    sample_transitions,
     snippet_frame_indices,
     snippet_span,
     split_by_demo,
@@ -175,3 +176,18 @@ def test_snippet_frame_indices_by_hand():
     # demo 1 starts at row 10: frames 2, 4, 6 -> rows 12, 14, 16; demo 0: frames 5, 7 -> rows 5, 7
     assert rows.tolist() == [12, 14, 16, 5, 7]
     assert snippet.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_transitions_stay_inside_the_given_demos_and_cover_their_steps_uniformly():
+    offsets = np.array([0, 10, 11, 41, 61])  # demos of 10, 1, 30 and 20 frames
+    rows = sample_transitions(offsets, np.array([0, 1, 2]), 39_000, np.random.default_rng(0))
+    demo = np.searchsorted(offsets, rows, side="right") - 1
+    assert set(demo.tolist()) == {0, 2}  # demo 1 (one frame) holds no transition; demo 3 was not given
+    assert (rows + 1 < offsets[demo + 1]).all()  # the next frame is in the same demo
+    counts = np.bincount(rows, minlength=offsets[-1])
+    steps = np.r_[0:9, 11:40]  # the 9 + 29 transitions, each drawn ~1,000 times
+    assert counts[steps].min() > 850 and counts[steps].max() < 1150 and counts.sum() == counts[steps].sum()
+    again = sample_transitions(offsets, np.array([0, 1, 2]), 39_000, np.random.default_rng(0))
+    assert (again == rows).all()
+    with pytest.raises(ValueError, match="no demo holds two frames"):
+        sample_transitions(offsets, np.array([1]), 5, np.random.default_rng(0))

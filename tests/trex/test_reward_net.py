@@ -10,7 +10,14 @@ import torch
 from procgen_common.checkpoint import load_checkpoint, save_checkpoint
 from procgen_common.cli import UserError
 from procgen_common.networks import ImpalaCNN
-from trex.reward_net import RewardNet, RewardNetConfig, load_reward_net, save_untrained_reward_net, stack_reward_nets
+from trex.reward_net import (
+    InverseDynamics,
+    RewardNet,
+    RewardNetConfig,
+    load_reward_net,
+    save_untrained_reward_net,
+    stack_reward_nets,
+)
 from trex.train_reward import bradley_terry_loss, mean_reward_penalty, preference_accuracy
 
 
@@ -122,6 +129,21 @@ def test_impala_option_reuses_the_suite_encoder():
     net = RewardNet(RewardNetConfig(arch="impala", impala_channels=[8, 8], hidden_size=16))
     assert isinstance(net.members[0].trunk, ImpalaCNN)
     assert net(_frames(3)).shape == (1, 3)
+
+
+def test_inverse_dynamics_heads_read_each_members_trunk_on_both_frames():
+    torch.manual_seed(0)
+    net = RewardNet(RewardNetConfig(ensemble_size=2))
+    head = InverseDynamics(net)
+    now, after = _frames(5), _frames(5).flip(0)
+    logits = head(net, now, after)
+    assert logits.shape == (2, 5, 15)
+    # The order of the two frames matters (it is the transition's direction), and the loss trains the trunks.
+    assert not torch.allclose(logits, head(net, after, now))
+    logits.square().sum().backward()
+    assert all(member.trunk.convs[0].weight.grad.abs().sum() > 0 for member in net.members)
+    assert all(member.head[0].weight.grad is None for member in net.members)  # the reward head is untouched
+    assert not any(key.startswith("heads") for key in net.state_dict())  # not part of the reward model
 
 
 def test_stacked_models_reward_the_mean_of_theirs_and_refuse_a_foreign_one(tmp_path):

@@ -13,7 +13,7 @@ import torch
 from procgen_common.cli import UserError
 from procgen_common.config import load_config
 from tests.trex.conftest import reward_config, synthetic_frame, write_synthetic_demos
-from trex.demos import DemoSet, load_demo
+from trex.demos import DemoSet, load_demo, save_demo, write_index
 from trex.reward_net import load_reward_net
 from trex.train_reward import PROGRESS_COLUMNS, Config, select_training_demos, train
 
@@ -347,3 +347,51 @@ def test_noise_ranked_level_matched_episode_pairs_train_and_report_the_generalis
     # A folder with one demo per level cannot give level-matched pairs: one line naming the key.
     with pytest.raises(UserError, match="data.same_level: no two demos of one level"):
         _train(synthetic_demos, tmp_path / "bad", "data.same_level=true")
+
+
+@pytest.fixture(scope="module")
+def action_marked_demos(synthetic_demos, tmp_path_factory):
+    """The synthetic demos with actions 0 and 1 only, and each step's action written on the next frame (its bottom
+    quarter green after action 1), so the action between two frames can be read off them."""
+    folder = tmp_path_factory.mktemp("marked")
+    demo_set = DemoSet.open(synthetic_demos)
+    for info in demo_set.infos:
+        demo = demo_set.load(info)
+        obs, actions = demo.obs.copy(), demo.actions % 2
+        obs[1:, 48:][actions[:-1] == 1] = (0, 255, 0)
+        save_demo(folder / info.file, dataclasses.replace(demo, obs=obs, actions=actions))
+    write_index(folder, demo_set.infos)
+    return folder
+
+
+def test_the_inverse_dynamics_loss_learns_the_actions_beside_the_reward(action_marked_demos, tmp_path):
+    fast = ("data.pairs_per_epoch=128", "data.val_pairs=32", "train.inverse_dynamics_batch=128")
+    run = _train(action_marked_demos, tmp_path / "aux", "train.inverse_dynamics_coef=1", "train.epochs=6", *fast)
+    rows = _progress(run)
+    accuracy = [float(r["train/inverse_dynamics_accuracy"]) for r in rows]
+    assert accuracy[0] < 0.6 and accuracy[-1] > 0.9  # from about chance to reading the mark
+    assert float(rows[-1]["train/inverse_dynamics_loss"]) < float(rows[0]["train/inverse_dynamics_loss"])
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert metrics["learned"]["spearman"] > 0.8  # the reward is still learned
+    saved = torch.load(run / "reward_net.pt", weights_only=True)
+    assert not any("heads" in key for key in saved["model"])  # the reward model holds no auxiliary head
+    assert "inverse_dynamics" in torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+
+    plain = _train(action_marked_demos, tmp_path / "plain", "train.epochs=1", "eval.at_end=false", *fast)
+    assert "train/inverse_dynamics_accuracy" not in _progress(plain)[0]
+    with pytest.raises(UserError, match="started without the inverse-dynamics loss"):
+        _train(action_marked_demos, plain, "train.resume=true", "train.inverse_dynamics_coef=1", *fast)
+
+
+def test_resume_with_the_inverse_dynamics_loss_continues_to_the_same_model(synthetic_demos, tmp_path):
+    fast = ("data.pairs_per_epoch=64", "data.val_pairs=32", "eval.at_end=false", "train.inverse_dynamics_coef=0.5")
+    straight = _train(synthetic_demos, tmp_path / "straight", "train.epochs=2", *fast)
+    _train(synthetic_demos, tmp_path / "resumed", "train.epochs=1", *fast)
+    resumed = _train(synthetic_demos, tmp_path / "resumed", "train.epochs=2", "train.resume=true", *fast)
+    a = torch.load(straight / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints" / "latest.pt", weights_only=True)
+    for part in ("model", "inverse_dynamics"):
+        for key, value in a[part].items():
+            torch.testing.assert_close(b[part][key], value, rtol=0, atol=0)
+    with pytest.raises(UserError, match="started with the inverse-dynamics loss"):
+        _train(synthetic_demos, resumed, "train.resume=true", "train.epochs=3", *fast[:-1])
