@@ -5,22 +5,26 @@
 
 Each ``RUN`` is a run folder of ``policies.train`` (or what ``bench/learned_agents_gpu.sh`` sent back: its series
 checkpoints ``step_*.pt`` and ``progress.csv`` in one folder). Its newest checkpoint (or the one at series step
-``--step``, to compare runs that went on for different budgets at one step) plays ``--episodes`` held-out
-episodes (levels after the training range, evaluation seed 0: the episodes the zoo's own table was measured on), and
-is set beside three references of its game from the zoo's ``evaluation.json``: a random policy (the series' step 0),
-the best demonstrator the reward learned from (``--best``, one per game; with ``--best-epsilon``, the noise ladder's
-rung it was: that checkpoint played with that share of random actions on the same episodes) and PPO on the true
-reward at the nearest series step at or after the agent's (the zoo series itself). It also draws, per run, the
-learned and the true return of its training episodes over training (the reward-hacking view). Evaluations are cached
-beside each checkpoint (``eval/``), so rerunning only redraws. Runs on the length reward (``reward.source=length``,
-the control of an agent that only learns to survive) or on the true reward (``reward.source=env``, the same command's
-reference) are listed beside under their own names (``<run>-length``, ``<run>-env``) and means, and kept out of the
-goals; a true-reward run logs no learned return, so it has no reward-hacking figure.
+``--step``, to compare runs that went on for different budgets at one step) plays ``--episodes`` held-out episodes
+(levels after the training range, evaluation seed 0: the episodes the zoo's own table was measured on), and is set
+beside three references of its game: a random policy (the series' step 0) and PPO on the true reward at the nearest
+series step at or after the agent's (the zoo series itself), both from the zoo's ``evaluation.json``, and the best
+demonstrator the reward learned from (``--best``, one per game; with ``--best-epsilon``, the noise ladder's rung it
+was: that checkpoint played with that share of random actions), played here on the same episodes as the agents. Each
+learned-reward agent gets a verdict against it by the 95% bootstrap CI of the difference of their mean returns
+(beats, within noise, falls short: ``procgen_common.stats.verdict``), and so do all its seeds' episodes pooled. It
+also draws, per run, the learned and the true return of its training episodes over training (the reward-hacking
+view). Evaluations are cached beside each checkpoint (``eval/``), so rerunning only redraws. Runs on the length
+reward (``reward.source=length``, the control of an agent that only learns to survive) or on the true reward
+(``reward.source=env``, the same command's reference) are listed beside under their own names (``<run>-length``,
+``<run>-env``) and means, and kept out of the goals; a true-reward run logs no learned return, so it has no
+reward-hacking figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -32,6 +36,7 @@ from experiments.plot import plot_reward_hacking
 from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import OneLineParser, UserError, main_guard
 from procgen_common.evaluation import default_eval_path, evaluate_checkpoint
+from procgen_common.stats import verdict
 
 
 def run_checkpoint(run: Path, step: int | None = None) -> Path:
@@ -59,27 +64,43 @@ def held_out(checkpoint: Path, episodes: int) -> dict:
     return evaluate_checkpoint(checkpoint, "test", episodes=episodes, seed=0)[0]
 
 
-def zoo_references(best: str, step: int, epsilon: float = 0.0, episodes: int = 100, out: Path | None = None) -> dict:
-    """Random (step 0), the best demonstrator ``best`` and true-reward PPO at the first series step >= ``step``.
+def zoo_references(best: str, step: int, epsilon: float, episodes: int, out: Path) -> tuple[dict, np.ndarray]:
+    """Random (step 0), the best demonstrator ``best`` and true-reward PPO at the first series step >= ``step``, and
+    the best demonstrator's per-episode returns.
 
-    With ``epsilon`` > 0 the best demonstrator is that checkpoint played as a noise-ladder rung, evaluated here on
-    the zoo table's episodes (``episodes``, seed 0) and written to ``out``; the others come from the zoo's table.
+    The best demonstrator (played with ``epsilon`` random actions where > 0: a noise-ladder rung) is evaluated here on
+    the agents' episodes (``episodes``, seed 0), written to ``out``; the others come from the zoo's table.
     """
     path = zoo.resolve(best)
     rows = json.loads((path.parent / "evaluation.json").read_text())["checkpoints"]
-    by_name = {row["checkpoint"]: row for row in rows}
     later = [row for row in rows if row["step"] >= step] or rows[-1:]
-    demo, name = by_name[path.name], f"best demonstrator ({best})"
-    if epsilon > 0:
-        file = out / f"best-{path.parent.name}-{path.stem}-eps{epsilon:g}.json"
-        demo = evaluate_checkpoint(path, "test", episodes=episodes, seed=0, out=file, epsilon=epsilon)[0]
-        name = f"best demonstrator ({best}, epsilon {epsilon:g})"
+    file = out / f"best-{path.parent.name}-{path.stem}-eps{epsilon:g}.json"
+    demo, file = evaluate_checkpoint(path, "test", episodes=episodes, seed=0, out=file, epsilon=epsilon)
+    name = f"best demonstrator ({best}, epsilon {epsilon:g})" if epsilon > 0 else f"best demonstrator ({best})"
     pick = {"random policy (step 0)": rows[0], name: demo}
     pick[f"PPO on the true reward ({path.parent.name}, step {later[0]['step']:,})"] = later[0]
-    return {
+    references = {
         name: {k: row[k] for k in ("step", "mean_return", "ci95_return", "normalized_score")}
         for name, row in pick.items()
     }
+    return references, episode_returns(file)
+
+
+def episode_returns(summary_file: Path) -> np.ndarray:
+    """The per-episode returns of an evaluation (the CSV ``write_evaluation`` puts beside its JSON)."""
+    with summary_file.with_suffix(".csv").open(newline="") as f:
+        return np.array([float(row["return"]) for row in csv.DictReader(f)])
+
+
+def against(returns: np.ndarray, best: np.ndarray) -> dict:
+    """The verdict of ``returns`` against the best demonstration's and the 95% CI of the difference of means."""
+    word, (low, high) = verdict(returns, best)
+    return {"verdict": word, "ci95_difference": [low, high]}
+
+
+def verdict_cell(result: dict) -> str:
+    low, high = result["ci95_difference"]
+    return f"{result['verdict']} [{low:+.2f}, {high:+.2f}]"
 
 
 REWARDS = {"learned": "learned reward", "length": "length reward", "env": "true reward"}
@@ -127,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         best[zoo.series_game(zoo.resolve(entry).parent.name)] = entry
 
     games: dict[str, dict] = {}
+    returns: dict[tuple[str, str], np.ndarray] = {}  # (name, reward) -> per-episode held-out returns
     for run in args.runs:
         checkpoint = run_checkpoint(run, args.step)
         config = load_checkpoint(checkpoint)["config"]
@@ -138,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise UserError(f"--best: no best demonstrator of {game} (for {run}); give zoo:<series>/step_<step>")
         summary = held_out(checkpoint, args.episodes)
         entry = games.setdefault(game, {"agents": []})
+        returns[name, reward] = episode_returns(default_eval_path(checkpoint, "test"))
         entry["agents"].append(
             {"run": name, "reward": reward, **{k: summary[k] for k in ("step", "mean_return", "ci95_return")}}
         )
@@ -155,17 +178,33 @@ def main(argv: list[str] | None = None) -> dict:
         agents = entry["agents"]
         step = min(a["step"] for a in agents)
         args.out.mkdir(parents=True, exist_ok=True)
-        references = zoo_references(best[game], step, args.best_epsilon, args.episodes, args.out)
+        references, best_returns = zoo_references(best[game], step, args.best_epsilon, args.episodes, args.out)
         entry["references"] = references
         demo, true = list(references.values())[1:]
-        lines += ["", f"## {game}", "", "| policy | step | held-out return [95% CI] |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## {game}",
+            "",
+            "| policy | step | held-out return [95% CI] | against the best demonstrator [95% CI of the difference] |",
+            "|---|---|---|---|",
+        ]
         means = entry["mean_of_seeds_by_reward"] = {}
         for reward in sorted({a["reward"] for a in agents}):
             mine = [a for a in agents if a["reward"] == reward]
             means[reward] = float(np.mean([a["mean_return"] for a in mine]))
-            lines += [f"| agent on the {REWARDS[reward]}, {a['run']} | {a['step']:,} | {cell(a)} |" for a in mine]
-            lines.append(f"| agent on the {REWARDS[reward]}, mean of {len(mine)} seeds | | {means[reward]:.2f} |")
-        lines += [f"| {name} | {row['step']:,} | {cell(row)} |" for name, row in references.items()]
+            for a in mine:
+                a["against_best"] = against(returns[a["run"], reward], best_returns)
+                lines.append(
+                    f"| agent on the {REWARDS[reward]}, {a['run']} | {a['step']:,} | {cell(a)} "
+                    f"| {verdict_cell(a['against_best'])} |"
+                )
+            pooled = np.concatenate([returns[a["run"], reward] for a in mine])
+            entry.setdefault("pooled_against_best", {})[reward] = result = against(pooled, best_returns)
+            lines.append(
+                f"| agent on the {REWARDS[reward]}, mean of {len(mine)} seeds | | {means[reward]:.2f} "
+                f"| {verdict_cell(result)} (episodes of all seeds pooled) |"
+            )
+        lines += [f"| {name} | {row['step']:,} | {cell(row)} | |" for name, row in references.items()]
         entry["mean_of_seeds"] = mean = means.get("learned")
         if mean is not None:
             entry["beats_best_demonstrator"] = mean > demo["ci95_return"][1]

@@ -6,7 +6,8 @@ The training-level demos of ``data.demos`` are split by demo into training and v
 Every epoch draws fresh snippet pairs from the training demos; the loss is the Bradley-Terry
 cross-entropy over the two snippets' summed rewards (Brown et al., 2019) plus an L1 penalty on
 the per-frame rewards and a penalty on their mean (the constant offset that the Bradley-Terry loss
-cannot see), minimised with Adam (decoupled weight decay) over minibatches of pairs. The model
+cannot see) and optionally an inverse-dynamics loss on the trunk's features (``train.inverse_dynamics_coef``),
+minimised with Adam (decoupled weight decay) over minibatches of pairs. The model
 with the best validation pair accuracy is kept (``reward_net.pt``), training stops early when
 that has not improved for ``train.patience`` epochs, and the kept model is then scored on the
 held-out-level demos (``eval/metrics.json``, see ``trex.evaluate_reward``).

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
+from procgen_common.evaluation import evaluate_checkpoint
+from procgen_common.stats import verdict
 from tests.conftest import REPO
 
 
@@ -43,12 +47,46 @@ def test_an_agent_is_evaluated_and_set_beside_random_best_demonstrator_and_true_
     rows = _zoo_rows("starpilot")
     random, demo, true = entry["references"].values()
     assert random["mean_return"] == rows[0]["mean_return"]
-    assert demo["mean_return"] == rows[1015808]["mean_return"]
+    # The best demonstrator plays the agent's 4 episodes here, so the two compare episode for episode.
+    replay, _ = evaluate_checkpoint(REPO / "zoo" / "starpilot" / "step_001015808.pt", "test", 4, 0,
+                                    out=tmp_path / "replay.json")  # fmt: skip
+    assert demo["mean_return"] == replay["mean_return"] and demo["step"] == 1015808
     assert true["step"] == 507904  # the first series step at or after the agent's
     assert entry["beats_best_demonstrator"] == (agent["mean_return"] > demo["ci95_return"][1])
     assert entry["fraction_of_true_reward_ppo"] == pytest.approx(agent["mean_return"] / true["mean_return"])
     assert (out / "hacking-starpilot-seed0.png").stat().st_size > 0
     assert "| agent on the learned reward, starpilot-seed0 | 507,904 |" in (out / "summary.md").read_text()
+
+
+def test_each_agent_and_the_pooled_seeds_get_a_verdict_by_the_ci_of_the_difference(tmp_path):
+    runs = []
+    for seed, step in ((0, "step_000000000"), (1, "step_002015232")):  # a random policy and the zoo's best agent
+        run = tmp_path / f"starpilot-seed{seed}"
+        run.mkdir()
+        shutil.copy(REPO / "zoo" / "starpilot" / f"{step}.pt", run / f"{step}.pt")
+        (run / "progress.csv").write_text("step,charts/episodic_return,charts/learned_return\n16384,1.0,0.5\n")
+        runs.append(str(run))
+    out = tmp_path / "out"
+    entry = _script().main(["--runs", *runs, "--best", "zoo:starpilot/step_000000000", "--best-epsilon", "1",
+                            "--episodes", "40", "--out", str(out)])["starpilot"]  # fmt: skip
+    weak, strong = entry["agents"]
+    best = _returns(out / "best-starpilot-step_000000000-eps1.csv")
+    for agent, run in zip((weak, strong), runs, strict=True):
+        mine = _returns(next((tmp_path / run / "eval").glob("*-test.csv")))
+        word, ci = verdict(mine, best)
+        assert agent["against_best"] == {"verdict": word, "ci95_difference": list(ci)}
+    # The trained agent beats a uniform-random best demonstration; the untrained one (near-uniform) does not.
+    assert strong["against_best"]["verdict"] == "beats" and weak["against_best"]["verdict"] != "beats"
+    pooled = np.concatenate([_returns(next((tmp_path / r / "eval").glob("*-test.csv"))) for r in runs])
+    word, ci = verdict(pooled, best)
+    assert entry["pooled_against_best"]["learned"] == {"verdict": word, "ci95_difference": list(ci)}
+    summary = (out / "summary.md").read_text()
+    assert f"| {word} [{ci[0]:+.2f}, {ci[1]:+.2f}] (episodes of all seeds pooled) |" in summary
+
+
+def _returns(csv_file) -> np.ndarray:
+    with open(csv_file, newline="") as f:
+        return np.array([float(row["return"]) for row in csv.DictReader(f)])
 
 
 def test_a_length_reward_run_is_listed_beside_and_kept_out_of_the_goals(tmp_path):
@@ -126,8 +164,6 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, message):
 
 
 def test_a_noisy_best_demonstration_is_played_with_its_noise_on_the_same_episodes(tmp_path):
-    from procgen_common.evaluation import evaluate_checkpoint
-
     run = tmp_path / "starpilot-seed0"
     run.mkdir()
     shutil.copy(REPO / "zoo" / "starpilot" / "step_000507904.pt", run / "step_000507904.pt")
