@@ -24,7 +24,6 @@ reward-hacking figure.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -35,7 +34,7 @@ from baseline_agent import zoo
 from experiments.plot import plot_reward_hacking
 from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import OneLineParser, UserError, main_guard
-from procgen_common.evaluation import default_eval_path, evaluate_checkpoint
+from procgen_common.evaluation import default_eval_path, evaluate_checkpoint, read_episode_returns
 from procgen_common.stats import verdict
 
 
@@ -83,13 +82,7 @@ def zoo_references(best: str, step: int, epsilon: float, episodes: int, out: Pat
         name: {k: row[k] for k in ("step", "mean_return", "ci95_return", "normalized_score")}
         for name, row in pick.items()
     }
-    return references, episode_returns(file)
-
-
-def episode_returns(summary_file: Path) -> np.ndarray:
-    """The per-episode returns of an evaluation (the CSV ``write_evaluation`` puts beside its JSON)."""
-    with summary_file.with_suffix(".csv").open(newline="") as f:
-        return np.array([float(row["return"]) for row in csv.DictReader(f)])
+    return references, read_episode_returns(file)
 
 
 def against(returns: np.ndarray, best: np.ndarray) -> dict:
@@ -160,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
             raise UserError(f"--best: no best demonstrator of {game} (for {run}); give zoo:<series>/step_<step>")
         summary = held_out(checkpoint, args.episodes)
         entry = games.setdefault(game, {"agents": []})
-        returns[name, reward] = episode_returns(default_eval_path(checkpoint, "test"))
+        returns[name, reward] = read_episode_returns(default_eval_path(checkpoint, "test"))
         entry["agents"].append(
             {"run": name, "reward": reward, **{k: summary[k] for k in ("step", "mean_return", "ci95_return")}}
         )

@@ -29,7 +29,6 @@ holds what those stages made. ``until`` is no stage's setting: the same folder r
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import hashlib
 import json
@@ -54,7 +53,7 @@ from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
 from procgen_common.config import Checked, ConfigError, bounded, from_dict, load_config, node_at, read_yaml, save_config
 from procgen_common.env import EnvConfig
-from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, write_evaluation
+from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, read_episode_returns, write_evaluation
 from procgen_common.runs import FolderLock, pick_device
 from procgen_common.stats import spearman, verdict
 from trex.demos import read_index
@@ -365,8 +364,7 @@ def _num(value) -> str:
 
 def episode_returns(row: dict) -> np.ndarray:
     """The per-episode true returns behind an evaluation row (the CSV beside its JSON)."""
-    with Path(row["file"]).with_suffix(".csv").open(newline="") as f:
-        return np.array([float(r["return"]) for r in csv.DictReader(f)])
+    return read_episode_returns(row["file"])
 
 
 def ladder_check(infos: list) -> tuple[bool, str]:

@@ -198,6 +198,13 @@ def write_evaluation(summary: dict, results: EpisodeResults, out: str | Path) ->
     atomic_write_text(out.with_suffix(".csv"), text.getvalue())
 
 
+def read_episode_returns(summary_path: str | Path) -> np.ndarray:
+    """The per-episode returns of an evaluation: the ``return`` column of the CSV ``write_evaluation`` put beside
+    its JSON summary ``summary_path``."""
+    with Path(summary_path).with_suffix(".csv").open(newline="") as f:
+        return np.array([float(row["return"]) for row in csv.DictReader(f)])
+
+
 HELD_OUT = "held-out"
 """What ``--split`` calls every held-out split of a config at once (``test`` and each ``test@<seed>``)."""
 
