@@ -104,6 +104,16 @@ def cell(row: dict) -> str:
     return f"{row['mean_return']:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def fractions_of_true_reward_ppo(mean: float, random: float, true: float) -> dict:
+    """The agents' mean return as a fraction of true-reward PPO's (the goal's measure, only where PPO's is positive:
+    a ratio of negative returns, such as fruitbot's early ones, says nothing) and as a fraction of PPO's gain over
+    the random policy (where PPO has one), which every game's returns support."""
+    return {
+        "fraction_of_true_reward_ppo": mean / true if true > 0 else None,
+        "fraction_of_true_reward_ppo_gain": (mean - random) / (true - random) if true > random else None,
+    }
+
+
 @main_guard
 def main(argv: list[str] | None = None) -> dict:
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.out.mkdir(parents=True, exist_ok=True)
         references, best_returns = zoo_references(best[game], step, args.best_epsilon, args.episodes, args.out)
         entry["references"] = references
-        demo, true = list(references.values())[1:]
+        random, demo, true = references.values()
         lines += [
             "",
             f"## {game}",
@@ -201,12 +211,15 @@ def main(argv: list[str] | None = None) -> dict:
         entry["mean_of_seeds"] = mean = means.get("learned")
         if mean is not None:
             entry["beats_best_demonstrator"] = mean > demo["ci95_return"][1]
-            entry["fraction_of_true_reward_ppo"] = mean / true["mean_return"]
+            entry.update(fractions_of_true_reward_ppo(mean, random["mean_return"], true["mean_return"]))
+            fraction, gain = entry["fraction_of_true_reward_ppo"], entry["fraction_of_true_reward_ppo_gain"]
             lines += [
                 "",
                 f"Learned-reward agents above the best demonstrator's CI: "
                 f"{'yes' if entry['beats_best_demonstrator'] else 'no'}; fraction of true-reward PPO's mean return: "
-                f"{entry['fraction_of_true_reward_ppo']:.2f} (goal 0.7).",
+                + (f"{fraction:.2f} (goal 0.7)" if fraction is not None else "none (its mean return is not positive)")
+                + "; of its gain over the random policy: "
+                + (f"{gain:.2f}." if gain is not None else "none (it does not beat the random policy)."),
             ]
     atomic_write_text(args.out / "summary.json", json.dumps(games, indent=2) + "\n")
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")

@@ -181,3 +181,17 @@ def test_a_noisy_best_demonstration_is_played_with_its_noise_on_the_same_episode
         _script().main(["--runs", str(run), "--best", "zoo:starpilot/step_001015808", "--best-epsilon", "2",
                         "--out", str(out)])  # fmt: skip
     assert info.value.code == 2
+
+
+def test_fractions_of_true_reward_ppo_hold_only_where_they_mean_something():
+    fractions = _script().fractions_of_true_reward_ppo
+    # starpilot's headline: 3.40 against PPO's 4.79, random 1.45.
+    assert fractions(3.40, 1.45, 4.79) == pytest.approx(
+        {"fraction_of_true_reward_ppo": 3.40 / 4.79, "fraction_of_true_reward_ppo_gain": (3.40 - 1.45) / (4.79 - 1.45)}
+    )
+    # fruitbot's early returns are negative: no ratio of returns, but the share of PPO's gain over random.
+    assert fractions(-1.9, -2.39, -1.42) == pytest.approx(
+        {"fraction_of_true_reward_ppo": None, "fraction_of_true_reward_ppo_gain": (-1.9 + 2.39) / (-1.42 + 2.39)}
+    )
+    # PPO no better than random: no gain to share.
+    assert fractions(1.0, 1.5, 1.2)["fraction_of_true_reward_ppo_gain"] is None
