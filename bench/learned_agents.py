@@ -53,6 +53,23 @@ def run_checkpoint(run: Path, step: int | None = None) -> Path:
     return at_step[0]
 
 
+def run_names(runs: list[Path], rewards: list[str]) -> list[str]:
+    """A name per run: its folder's name (with ``-<reward>`` for a length- or true-reward run), joined with as many
+    parent folders as it takes to tell the runs apart (a sweep's pipeline cells all call their agent
+    ``agent-learned``: ``seed0-agent-learned``, ``seed1-agent-learned``)."""
+    resolved = [run.resolve() for run in runs]
+    if len(set(resolved)) < len(resolved):
+        raise UserError("--runs: a run folder is given twice; give each once")
+    for depth in range(1, max(len(run.parts) for run in resolved) + 1):
+        names = [
+            "-".join(run.parts[-depth:]) + ("" if reward == "learned" else f"-{reward}")
+            for run, reward in zip(resolved, rewards, strict=True)
+        ]
+        if len(set(names)) == len(names):
+            return names
+    raise AssertionError("distinct folders always have distinct paths")
+
+
 def held_out(checkpoint: Path, episodes: int) -> dict:
     """The checkpoint's held-out summary, from its cached evaluation when that played the same episodes."""
     cached = default_eval_path(checkpoint, "test")
@@ -152,13 +169,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     games: dict[str, dict] = {}
     returns: dict[tuple[str, str], np.ndarray] = {}  # (name, reward) -> per-episode held-out returns
-    for run in args.runs:
-        checkpoint = run_checkpoint(run, args.step)
-        config = load_checkpoint(checkpoint)["config"]
+    checkpoints = [run_checkpoint(run, args.step) for run in args.runs]
+    configs = [load_checkpoint(checkpoint)["config"] for checkpoint in checkpoints]
+    # Length- and true-reward runs (controls, references) are shown beside, and kept out of the goals.
+    rewards = [(config.get("reward") or {}).get("source", "learned") for config in configs]
+    names = run_names(args.runs, rewards)
+    for run, checkpoint, config, reward, name in zip(args.runs, checkpoints, configs, rewards, names, strict=True):
         game = config["env"]["game"]
-        # Length- and true-reward runs (controls, references) are shown beside, and kept out of the goals.
-        reward = (config.get("reward") or {}).get("source", "learned")
-        name = run.name if reward == "learned" else f"{run.name}-{reward}"  # two folders may share a name
         if game not in best:
             raise UserError(f"--best: no best demonstrator of {game} (for {run}); give zoo:<series>/step_<step>")
         summary = held_out(checkpoint, args.episodes)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from procgen_common.cli import UserError
 from procgen_common.evaluation import evaluate_checkpoint
 from procgen_common.stats import verdict
 from tests.conftest import REPO
@@ -195,3 +196,18 @@ def test_fractions_of_true_reward_ppo_hold_only_where_they_mean_something():
     )
     # PPO no better than random: no gain to share.
     assert fractions(1.0, 1.5, 1.2)["fraction_of_true_reward_ppo_gain"] is None
+
+
+def test_runs_are_named_by_their_folders_with_parents_only_where_folders_share_a_name(tmp_path):
+    names = _script().run_names
+    assert names([tmp_path / "a" / "starpilot-seed0", tmp_path / "b" / "starpilot-seed1"], ["learned"] * 2) == [
+        "starpilot-seed0",
+        "starpilot-seed1",
+    ]
+    # A control on another reward keeps its folder's name, told apart by the reward.
+    assert names([tmp_path / "a" / "s0", tmp_path / "b" / "s0"], ["learned", "length"]) == ["s0", "s0-length"]
+    # A sweep's pipeline cells all call their agent agent-learned.
+    cells = [tmp_path / "sweep" / "cell" / f"seed{s}" / "agent-learned" for s in (0, 1)]
+    assert names(cells, ["learned"] * 2) == ["seed0-agent-learned", "seed1-agent-learned"]
+    with pytest.raises(UserError, match="given twice"):
+        names([cells[0], cells[0]], ["learned"] * 2)
