@@ -397,7 +397,7 @@ def test_the_suite_sweep_configs_load_and_expand_to_their_grids(tmp_path):
     # configs/sweep-quickstart-2m.yaml: the quickstart's recipe per game with its agent at the zoo series' budget.
     at_2m = plan_cells(load_config(Config, REPO / "configs" / "sweep-quickstart-2m.yaml", [f"out={tmp_path / 'z'}"]))
     assert [(p.config.env.game, p.config.zoo, p.cell.seed) for p in at_2m] == [
-        ("starpilot", "zoo:starpilot/step_001015808", seed) for seed in (0, 1)
+        ("starpilot", "zoo:starpilot/step_001015808", seed) for seed in (0, 1, 2)
     ]
     assert all(
         (p.config.agent.train.total_steps, p.config.agent.train.num_checkpoints, p.config.until) == (2_000_000, 5, None)
