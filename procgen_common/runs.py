@@ -127,7 +127,8 @@ def merge_threads(producers: Sequence[Callable[[], Iterator[T]]], max_queued: in
         except BaseException as err:  # handed to the caller's thread, which raises it
             put((None, err))
         finally:
-            produced.close()
+            if hasattr(produced, "close"):  # a generator's cleanup (files, envs) runs in its own thread
+                produced.close()
 
     threads = [
         threading.Thread(target=run, args=(p,), name=f"producer-{i}", daemon=True) for i, p in enumerate(producers)

@@ -154,10 +154,15 @@ def test_a_killed_sweep_rerun_skips_its_finished_cells_and_gives_the_uninterrupt
     sweep_process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not (finished := [c for c in cells if (c.folder / "report.md").is_file()]):
+        # Kill once one cell has finished and the other has started (its log exists): on a slow machine the second
+        # cell's task starts a moment after the first one's report lands.
+        while not (
+            len(finished := [c for c in cells if (c.folder / "report.md").is_file()]) == 1
+            and all((c.folder / "sweep.log").is_file() for c in cells)
+        ):
             assert sweep_process.poll() is None, (tmp_path / "killed.log").read_text()
-            assert time.monotonic() < deadline, "no cell finished in 300 s"
-            time.sleep(0.05)
+            assert time.monotonic() < deadline, "no cell finished while the other ran in 300 s"
+            time.sleep(0.02)
         # A machine that dies: the driver and the Ray services it started (its process group) and the Ray workers,
         # each in a process group of its own, all at once. Left alone, a worker outlives its driver by a second or
         # two (until it sees its raylet gone) and goes on with its cell meanwhile.

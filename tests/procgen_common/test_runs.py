@@ -95,6 +95,7 @@ def test_file_system_failures_deep_in_a_job_are_one_line_and_other_errors_keep_t
         job(ConnectionResetError(errno.ECONNRESET, "reset"))
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # a producer thread's error
 def test_merge_threads_yields_every_item_of_every_producer_in_its_order():
     producers = [lambda k=k: iter(range(k * 100, k * 100 + 50)) for k in range(3)]
     items = list(merge_threads(producers, max_queued=2))
