@@ -28,6 +28,7 @@ holds what those stages made. ``until`` is no stage's setting: the same folder r
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -51,7 +52,17 @@ from policies.train import train as train_agent
 from procgen_common.agents import RandomAgent
 from procgen_common.checkpoint import atomic_write_text, load_checkpoint
 from procgen_common.cli import UserError, config_parser, main_guard
-from procgen_common.config import Checked, ConfigError, bounded, from_dict, load_config, node_at, read_yaml, save_config
+from procgen_common.config import (
+    Checked,
+    ConfigError,
+    bounded,
+    field_default,
+    from_dict,
+    load_config,
+    node_at,
+    read_yaml,
+    save_config,
+)
 from procgen_common.env import EnvConfig
 from procgen_common.evaluation import evaluate_agent, evaluate_checkpoint, read_episode_returns, write_evaluation
 from procgen_common.runs import FolderLock, pick_device
@@ -147,16 +158,6 @@ class Config(Experiment):
                     raise ConfigError(f"{name}.{key}: set by the pipeline ({PIPELINE_KEYS_WHY[key]}); leave it out")
                 node[last] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         return data
-
-
-def field_default(cls: type, dotted: str):
-    """The default of a dotted key of config dataclass ``cls``, read off its fields (a stage's default config need
-    not be valid: demos.checkpoints has no default)."""
-    head, _, rest = dotted.partition(".")
-    if rest:
-        return field_default(typing.get_type_hints(cls)[head], rest)
-    fld = cls.__dataclass_fields__[head]
-    return fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
 
 
 def pipeline_keys(config: Experiment) -> dict[str, dict]:
@@ -615,15 +616,22 @@ def zoo_file_key(file: Path) -> str:
     return f"{file.parent.name}/{file.name}"
 
 
-def upgrade_settings(old: dict, renamed: dict[str, str]) -> dict:
+def upgrade_settings(old: dict, renamed: dict[str, str], today: dict, config: object) -> dict:
     """A record's settings in today's form: zoo files keyed by absolute path (records written before
-    ``zoo_file_key``) by series and name, and the digests of input stages whose records were upgraded
-    (``renamed``: old digest -> today's) replaced."""
+    ``zoo_file_key``) by series and name, the digests of input stages whose records were upgraded (``renamed``: old
+    digest -> today's) replaced, and each key of the stage's config added since the record was written (``today``
+    has it, the record not) at today's value where that is the key's default: a new setting's default keeps what
+    the code did before it existed, so a finished stage stays finished."""
     new = {}
     for key, value in old.items():
         if key.startswith("files.") and Path(key.removeprefix("files.")).is_absolute():
             key = "files." + zoo_file_key(Path(key.removeprefix("files.")))
         new[key] = renamed.get(value, value) if key.startswith("<") else value
+    if dataclasses.is_dataclass(config):
+        for key in today.keys() - new.keys():
+            with contextlib.suppress(KeyError, AttributeError, TypeError):  # not a field of the config: no default
+                if today[key] == field_default(type(config), key):
+                    new[key] = today[key]
     return new
 
 
@@ -693,7 +701,7 @@ def plan(all_stages: list[Stage], root: Path) -> dict[str, tuple[dict, str, dict
         record = read_record(root / "stages" / f"{stage.name}.json")
         if record is not None and record["digest"] != today:
             old = record["settings"]
-            if upgrade_settings(old, renamed) != settings:
+            if upgrade_settings(old, renamed, settings, stage.config) != settings:
                 changed = sorted(k for k in settings.keys() | old.keys() if settings.get(k) != old.get(k))
                 raise UserError(
                     f"{stage.name}: {stage.folder} was made with other settings (changed: {', '.join(changed[:4])}"

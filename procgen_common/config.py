@@ -305,6 +305,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.
     return from_dict(cls, data, where)
 
 
+def field_default(cls: type, dotted: str) -> Any:
+    """The default of a dotted key (``train.epochs``) of config dataclass ``cls``, read off its fields (a default
+    config need not be valid: a key without a default may have to be set); a KeyError for a key that is not one."""
+    head, _, rest = dotted.partition(".")
+    if rest:
+        return field_default(typing.get_type_hints(cls)[head], rest)
+    fld = cls.__dataclass_fields__[head]
+    return fld.default if fld.default is not dataclasses.MISSING else fld.default_factory()
+
+
 def to_dict(config: Any) -> dict:
     """Plain nested dict of a config (YAML- and checkpoint-safe)."""
     return dataclasses.asdict(config)

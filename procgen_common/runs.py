@@ -20,7 +20,7 @@ import torch
 
 from procgen_common.checkpoint import load_checkpoint
 from procgen_common.cli import UserError
-from procgen_common.config import read_yaml, to_dict
+from procgen_common.config import field_default, read_yaml, to_dict
 
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -73,7 +73,12 @@ def prepare_run_dir(run_dir: Path, config, resume: bool, must_match: Sequence[st
     now = to_dict(config)
     for section in must_match:
         saved = checkpoint["config"].get(section, {})
-        diff = [key for key, value in now[section].items() if saved.get(key) != value]
+        diff = [
+            key
+            for key, value in now[section].items()
+            # a key added since the run was saved matches at its default, which keeps what the code did before it
+            if (saved[key] if key in saved else default_as_saved(type(getattr(config, section)), key)) != value
+        ]
         if diff:
             raise UserError(
                 f"train.resume: {', '.join(f'{section}.{k}' for k in diff)} differ from the run in {run_dir} "
@@ -82,6 +87,12 @@ def prepare_run_dir(run_dir: Path, config, resume: bool, must_match: Sequence[st
     if saved_config.exists():
         read_yaml(saved_config)  # a corrupt config.yaml is reported before any work
     return checkpoint
+
+
+def default_as_saved(cls: type, key: str):
+    """The default of ``cls``'s field ``key`` in the form a saved config holds it (a config section as a dict)."""
+    default = field_default(cls, key)
+    return to_dict(default) if dataclasses.is_dataclass(default) else default
 
 
 def use_threads(config, section: str | None = "train"):

@@ -104,6 +104,7 @@ def sample_snippet_pairs(
     stride: int = 1,
     start_prior: bool = False,
     levels: np.ndarray | None = None,
+    min_gap: float = 0.0,
 ) -> SnippetPairs:
     """Draw ``num_pairs`` snippet pairs from the demos ``candidates`` (indices into ``scores``/``lengths``).
 
@@ -113,7 +114,8 @@ def sample_snippet_pairs(
     T-REX (Brown et al., 2019): it helps when progress through an episode means progress in the task,
     but it lets a model score well by learning time rather than task reward (on Procgen, episode length alone
     ranks returns well), so it is off by default. Demos too short for ``min_len`` frames are never drawn. With
-    ``levels`` (each demo's level seed) both demos of a pair come from the same level (``draw_demo_pairs``). Which
+    ``levels`` (each demo's level seed) both demos of a pair come from the same level, and with ``min_gap`` their
+    scores differ by at least that much (``draw_demo_pairs``). Which
     snippet is a and which is b is random, so labels are balanced. Deterministic given ``seed``.
     """
     if not 1 <= min_len <= max_len:
@@ -126,7 +128,7 @@ def sample_snippet_pairs(
     usable = candidates[lengths[candidates] >= snippet_span(min_len, stride)]
     rng = np.random.default_rng(seed)
     first, second = draw_demo_pairs(
-        scores, usable, num_pairs, rng, levels, f"at least {snippet_span(min_len, stride)} frames long"
+        scores, usable, num_pairs, rng, levels, f"at least {snippet_span(min_len, stride)} frames long", min_gap
     )
 
     # The longest snippet that fits the shorter demo: snippet_span(L) <= shorter  <=>  L <= (shorter - 1) // stride + 1.
@@ -170,24 +172,29 @@ def draw_demo_pairs(
     rng: np.random.Generator,
     levels: np.ndarray | None = None,
     what: str = "usable",
+    min_gap: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``num_pairs`` pairs of demos from ``usable`` with different scores, as two int64 arrays.
+    """``num_pairs`` pairs of demos from ``usable`` whose scores differ (by at least ``min_gap`` where it is
+    positive), as two int64 arrays.
 
     Without ``levels`` both demos are uniform over ``usable``. With ``levels`` (each demo's level seed, indexed like
     ``scores``) the second demo is uniform over the usable demos of the first one's level, so the comparison is
     about behaviour, not about which level looks like a good one: a network can otherwise learn which level (and
     episode) each demo was and score well on training pairs without learning the task (a D-REX ladder, where every
-    level has every rung, makes such pairs possible). Rejection keeps only pairs of different score.
+    level has every rung, makes such pairs possible). Rejection keeps only pairs of different score. ``min_gap``
+    leaves out the pairs of close scores, whose snippets are the most likely to carry the wrong label: a snippet of
+    an episode that scored 3 is often no better than one of an episode that scored 2.
     """
     usable = np.asarray(usable, dtype=np.int64)
     by_level = levels is not None
     groups = [usable[levels[usable] == level] for level in np.unique(levels[usable])] if by_level else [usable]
-    groups = [g for g in groups if len(np.unique(scores[g])) >= 2]
+    groups = [g for g in groups if len(g) and np.ptp(scores[g]) > 0 and np.ptp(scores[g]) >= min_gap]
     if not groups:
         where = " of one level" if by_level else ""
+        apart = f" at least {min_gap:g} apart" if min_gap > 0 else ""
         raise ValueError(
-            f"no two demos{where} of different rank among the {len(usable)} {what}; use more or longer demos, "
-            "or a smaller min_len"
+            f"no two demos{where} of different rank{apart} among the {len(usable)} {what}; use more or longer "
+            "demos, or a smaller min_len" + (" or min_gap" if min_gap > 0 else "")
         )
     pool = np.concatenate(groups)
     group_of = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
@@ -198,7 +205,8 @@ def draw_demo_pairs(
         g = group_of[k]
         j = starts[g] + rng.integers(0, starts[g + 1] - starts[g])  # uniform within the first demo's group
         i, j = pool[k], pool[j]
-        keep = scores[i] != scores[j]
+        gap = np.abs(scores[i] - scores[j])
+        keep = (gap > 0) & (gap >= min_gap)
         first, second = np.concatenate([first, i[keep]]), np.concatenate([second, j[keep]])
     return first[:num_pairs], second[:num_pairs]
 
@@ -211,6 +219,7 @@ def sample_episode_pairs(
     stride: int,
     seed: int | Sequence[int],
     levels: np.ndarray | None = None,
+    min_gap: float = 0.0,
 ) -> SnippetPairs:
     """Draw ``num_pairs`` whole-episode comparisons from the demos ``candidates``.
 
@@ -226,7 +235,8 @@ def sample_episode_pairs(
     scores = np.asarray(scores, dtype=np.float64)
     lengths = np.asarray(lengths, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    first, second = draw_demo_pairs(scores, np.asarray(candidates, dtype=np.int64), num_pairs, rng, levels, "given")
+    candidates = np.asarray(candidates, dtype=np.int64)
+    first, second = draw_demo_pairs(scores, candidates, num_pairs, rng, levels, "given", min_gap)
     clips = []
     for demo in (first, second):
         start = rng.integers(0, np.minimum(stride, lengths[demo]))

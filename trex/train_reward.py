@@ -77,6 +77,10 @@ class DataConfig(Checked):
     """Draw both demos of every training pair from the same level (needs several rungs per level, as a noise ladder
     gives): the comparison is then about behaviour, never about which level a demo came from. Validation pairs are
     drawn across levels, as the held-out evaluation ranks demos."""
+    min_gap: float = bounded(0.0, 0.0)
+    """Draw only training pairs whose ranking scores (rank_by) differ by at least this much, e.g. 2 for returns
+    at least 2 apart: close scores make the noisiest snippet labels. Validation pairs take every pair of different
+    rank, as the held-out evaluation ranks every demo. 0 = every pair of different rank."""
     pairs_per_epoch: int = bounded(2000, 1)
     """Training pairs drawn afresh every epoch."""
     val_pairs: int = bounded(500, 1)
@@ -427,12 +431,13 @@ def draw_pairs(
     levels = demos.levels if data.same_level else None
     try:
         if data.comparison == "episode":
-            return sample_episode_pairs(scores, lengths, part, num_pairs, data.stride, seed, levels)
+            return sample_episode_pairs(scores, lengths, part, num_pairs, data.stride, seed, levels, data.min_gap)
         return sample_snippet_pairs(
-            scores, lengths, part, num_pairs, data.min_len, data.max_len, seed, data.stride, data.start_prior, levels
-        )
+            scores, lengths, part, num_pairs, data.min_len, data.max_len, seed, data.stride, data.start_prior, levels,
+            data.min_gap,
+        )  # fmt: skip
     except ValueError as err:
-        key = "data.same_level" if data.same_level else "data.min_len"
+        key = "data.min_gap" if data.min_gap > 0 else "data.same_level" if data.same_level else "data.min_len"
         raise UserError(f"{key}: {err}") from None
 
 
@@ -457,8 +462,9 @@ def train(config: Config) -> Path:
         if saved is not None and saved["demo_ids"] != demos.demo_ids:
             raise UserError(f"data.demos: the demos in {demo_set.folder} changed since the run in {run_dir} started")
         # Validation pairs join any two validation demos of different rank, as the held-out evaluation ranks demos
-        # across levels: data.same_level shapes what the model learns from, not how its ranking is checked.
-        val_data = dataclasses.replace(data, same_level=False)
+        # across levels: data.same_level and data.min_gap shape what the model learns from, not how its ranking is
+        # checked.
+        val_data = dataclasses.replace(data, same_level=False, min_gap=0.0)
         val_pairs = draw_pairs(demos, val_data, demos.val, data.val_pairs, [t.seed, 0])
 
         net = RewardNet(config.reward_net).to(device)

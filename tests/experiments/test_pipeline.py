@@ -159,6 +159,27 @@ def test_a_changed_setting_stops_before_any_work_and_keeps_the_results(experimen
     assert (experiment / "reward" / "reward_net.pt").read_bytes() == reward
 
 
+def test_a_setting_added_since_a_stage_finished_leaves_it_finished_at_its_default(experiment, capfd):
+    """Records written before reward.data.min_gap existed (each later stage's record holds its inputs' digests, so
+    they all change): the rerun skips every stage; the new key at another value is a changed setting."""
+    renamed = {}
+    for name in STAGE_NAMES:
+        path = experiment / "stages" / f"{name}.json"
+        record = json.loads(path.read_text())
+        old = {k: renamed.get(v, v) if k.startswith("<") else v for k, v in record["settings"].items()}
+        if name == "reward":
+            del old["data.min_gap"]
+        renamed[record["digest"]] = digest(old)
+        path.write_text(json.dumps({**record, "digest": digest(old), "settings": old}))
+    changed = [name for name, (before, after) in zip(STAGE_NAMES, renamed.items(), strict=True) if before != after]
+    assert changed == ["reward", "agent-learned", "evaluation"]  # the reward stage and those that read from it
+    capfd.readouterr()
+    run_tiny(experiment)
+    assert capfd.readouterr().err.count("skipped") == len(STAGE_NAMES)
+    with pytest.raises(UserError, match=r"^reward: .* other settings \(changed: data\.min_gap\)"):
+        run_tiny(experiment, "reward.data.min_gap=1")
+
+
 def test_a_change_upstream_makes_every_later_stage_stale(experiment):
     with pytest.raises(Exception, match=r"^demos: .*changed: max_length"):
         run_tiny(experiment, "demos.max_length=50")

@@ -109,6 +109,26 @@ def test_pairs_never_join_equal_returns_and_labels_name_the_better_demo():
     assert 0.4 < pairs.label.mean() < 0.6  # a/b order is random, so labels are balanced
 
 
+@pytest.mark.parametrize("comparison", ["snippet", "episode"])
+def test_min_gap_keeps_only_pairs_of_scores_that_far_apart(comparison):
+    def pairs(**kw):
+        if comparison == "snippet":
+            return _sample(**kw)
+        return sample_episode_pairs(RETURNS, LENGTHS, kw.pop("candidates", ALL), 2000, stride=4, seed=0, **kw)
+
+    gaps = lambda p: np.abs(RETURNS[p.demo_a] - RETURNS[p.demo_b])  # noqa: E731
+    wide = pairs(min_gap=4.0)
+    assert gaps(wide).min() >= 4.0 and np.any(gaps(wide) == 4.0)  # at the bound: 2 and 6, 4 and 8, ...
+    np.testing.assert_array_equal(wide.label, (RETURNS[wide.demo_b] > RETURNS[wide.demo_a]).astype(int))
+    assert gaps(pairs()).min() < 4.0  # without it close pairs are drawn
+    for name in ("demo_a", "demo_b", "start_a", "length_a", "label"):  # 0 is the sampler without the option
+        np.testing.assert_array_equal(getattr(pairs(min_gap=0.0), name), getattr(pairs(), name))
+    with pytest.raises(ValueError, match="of different rank at least 12 apart .* or min_gap"):
+        pairs(min_gap=12.0)  # the returns span 1 to 12
+    with pytest.raises(ValueError, match="of one level of different rank at least 5 apart"):
+        pairs(min_gap=5.0, levels=LEVELS)  # each level's returns span at most 3 (level 3: 9 to 12)
+
+
 def test_lengths_in_bounds_and_snippets_inside_their_demos():
     for stride in (1, 3):
         pairs = _sample(stride=stride)

@@ -87,6 +87,16 @@ def test_resume_continues_to_the_same_model(synthetic_demos, tmp_path):
         _train(synthetic_demos, tmp_path / "straight", *fast)
     with pytest.raises(UserError, match="data.min_len differ"):
         _train(synthetic_demos, tmp_path / "straight", "train.resume=true", "data.min_len=5", *fast)
+    # A run saved before a setting existed (data.min_gap) resumes where today's value is its default, not otherwise.
+    for file in (straight / "checkpoints").glob("*.pt"):
+        saved = torch.load(file, weights_only=True)
+        if "config" in saved:
+            del saved["config"]["data"]["min_gap"]
+            torch.save(saved, file)
+    with pytest.raises(UserError, match="data.min_gap differ"):
+        _train(synthetic_demos, tmp_path / "straight", "train.resume=true", "data.min_gap=1", *fast)
+    again = _train(synthetic_demos, tmp_path / "straight", "train.epochs=3", "train.resume=true", *fast)
+    assert [r["step"] for r in _progress(again)] == ["1", "2", "3"]
 
 
 def _reward_on_training_frames(run_dir, demos, data) -> torch.Tensor:
@@ -347,6 +357,8 @@ def test_noise_ranked_level_matched_episode_pairs_train_and_report_the_generalis
     # A folder with one demo per level cannot give level-matched pairs: one line naming the key.
     with pytest.raises(UserError, match="data.same_level: no two demos of one level"):
         _train(synthetic_demos, tmp_path / "bad", "data.same_level=true")
+    with pytest.raises(UserError, match=r"data.min_gap: no two demos of different rank at least 1e\+06 apart"):
+        _train(synthetic_demos, tmp_path / "bad-gap", "data.min_gap=1e6")
 
 
 @pytest.fixture(scope="module")
