@@ -46,6 +46,10 @@ class RewardNetConfig(Checked):
     ensemble_size: int = bounded(1, 1)
     """Members of the ensemble, each trained on the same pairs from its own initialisation; the reward is
     their mean and their std an uncertainty estimate."""
+    dropout: float = bounded(0.0, 0.0, 1.0)
+    """Probability of zeroing each of the trunk's features while training (Srivastava et al., 2014), before the
+    fully connected layers; a regulariser Cobbe et al. (2019) found to narrow the generalisation gap of agents on
+    procedurally generated levels. Off at evaluation and in the agent's reward; must be below 1."""
 
     @property
     def output_center(self) -> float:
@@ -55,6 +59,8 @@ class RewardNetConfig(Checked):
     def validate(self) -> None:
         if not self.impala_channels or any(c < 1 for c in self.impala_channels):
             raise ValueError(f"impala_channels: {self.impala_channels} must be a non-empty list of positive ints")
+        if self.dropout >= 1:
+            raise ValueError(f"dropout: {self.dropout} must be below 1 (1 would zero every feature)")
 
 
 class TrexCNN(nn.Module):
@@ -91,6 +97,8 @@ class RewardMember(nn.Module):
         else:
             self.trunk = TrexCNN(obs_shape)
         self.num_actions = num_actions if config.use_action else 0
+        # Outside ``head`` so that its parameter names, and so every saved model, stay as they were without it.
+        self.dropout = nn.Dropout(config.dropout) if config.dropout else nn.Identity()
         self.head = nn.Sequential(
             nn.Linear(self.trunk.out_features + self.num_actions, config.hidden_size),
             nn.LeakyReLU(),
@@ -98,7 +106,7 @@ class RewardMember(nn.Module):
         )
 
     def forward(self, frames: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
-        features = self.trunk(frames)
+        features = self.dropout(self.trunk(frames))
         if self.num_actions:
             features = torch.cat([features, nn.functional.one_hot(actions, self.num_actions).float()], 1)
         return self.head(features).squeeze(-1)

@@ -9,6 +9,7 @@ import torch
 
 from procgen_common.checkpoint import load_checkpoint, save_checkpoint
 from procgen_common.cli import UserError
+from procgen_common.config import check
 from procgen_common.networks import ImpalaCNN
 from trex.reward_net import (
     InverseDynamics,
@@ -123,6 +124,35 @@ def test_bounded_outputs_actions_and_ensembles():
     zeros, sevens = torch.zeros(6, dtype=torch.long), torch.full((6,), 7)
     assert not torch.allclose(net(frames, zeros), net(frames, sevens))  # r(s, a) depends on a
     torch.testing.assert_close(net.reward(frames, zeros), net(frames, zeros).mean(0))
+
+
+def test_dropout_is_random_while_training_off_in_eval_mode_and_leaves_saved_weights_alike():
+    frames = _frames(6)
+    torch.manual_seed(0)
+    net = RewardNet(RewardNetConfig(dropout=0.5))
+    plain = RewardNet(RewardNetConfig())
+    # The same parameter names as without dropout, so a model trained with it loads anywhere a plain one does.
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(net.state_dict())
+    net.train()
+    first, second = net(frames), net(frames)
+    assert not torch.allclose(first, second)  # each pass zeroes other features
+    net.eval()
+    torch.testing.assert_close(net(frames), net(frames))
+    torch.testing.assert_close(net(frames), plain.eval()(frames))  # eval mode: no dropout at all
+    # Training mode keeps the expectation (inverted dropout): the mean of many passes nears the eval output.
+    net.train()
+    with torch.no_grad():
+        mean = torch.stack([net(frames) for _ in range(400)]).mean(0)
+    assert (mean - plain(frames)).abs().max() < 0.1 * plain(frames).abs().max() + 0.01
+
+
+def test_dropout_of_one_or_more_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match="dropout"):
+        check(RewardNetConfig(dropout=1.0))
+    with pytest.raises(ValueError, match="dropout"):
+        check(RewardNetConfig(dropout=-0.1))
+    check(RewardNetConfig(dropout=0.9))
 
 
 def test_impala_option_reuses_the_suite_encoder():

@@ -154,6 +154,7 @@ def test_every_network_option_trains(synthetic_demos, tmp_path):
         "reward_net.use_action=true",
         "reward_net.output=tanh",
         "reward_net.ensemble_size=2",
+        "reward_net.dropout=0.3",
         "train.l1_coef=0.1",
         "train.weight_decay=0.01",
         "data.stride=2",
@@ -161,7 +162,8 @@ def test_every_network_option_trains(synthetic_demos, tmp_path):
         "data.rank_by=checkpoint",
     )
     net, _ = load_reward_net(run)
-    assert len(net.members) == 2 and net.config.use_action
+    assert len(net.members) == 2 and net.config.use_action and net.config.dropout == 0.3
+    assert not net.training  # a loaded model scores without dropout, the same every time
     assert json.loads((run / "eval" / "metrics.json").read_text())["num_demos"] == 30
 
 
